@@ -1,0 +1,63 @@
+"""`fst` entry point: one command, many subcommands, each living in the module it is about.
+
+Subcommands are imported lazily so `fst --help` stays fast and a missing optional dependency
+of one subcommand cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from fst.errors import FstError
+
+# name -> (module:function, one-line help). Each function takes argv (without the subcommand).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "weights": ("fst.weights:main", "fetch or inspect the frozen VGG loss-network weights"),
+    "losses": ("fst.losses:main", "list the registered style losses (family, cost, formula)"),
+    "shards": ("fst.shards:main", "pack photos (COCO or any folder) into webdataset shards"),
+    "fit": ("fst.train:main", "train a style network (LightningCLI; --config configs/X.yaml)"),
+    "validate": ("fst.train:main", "run validation on a trained checkpoint (LightningCLI)"),
+    "export": ("fst.export:main", "export a trained transformer for single-pass inference"),
+    "stylize": ("fst.stylize:main", "stylize images with a checkpoint or an exported model"),
+    "compare": ("fst.study:main", "train and evaluate one model per style loss (the loss study)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: fst COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `fst COMMAND --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from fst import __version__
+
+        print(f"fst {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"fst: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    module_name, func_name = COMMANDS[name][0].split(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        # fit/validate need to know which LightningCLI subcommand they are.
+        code = func([name, *rest]) if module_name == "fst.train" else func(rest)
+    except FstError as e:
+        print(f"fst {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fst {name}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

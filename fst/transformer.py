@@ -1,0 +1,80 @@
+"""The image transformation network (Johnson et al. 2016) with the fixes the field settled on.
+
+    9x9 conv (c) -> 3x3 conv /2 (2c) -> 3x3 conv /2 (4c) -> R residual blocks (4c)
+    -> nearest upsample x2 + 3x3 conv (2c) -> nearest upsample x2 + 3x3 conv (c) -> 9x9 conv (3)
+
+- Reflection padding everywhere (no dark borders), affine instance norm (Ulyanov et al.),
+  nearest-upsample + conv instead of transposed conv (no checkerboard; Odena et al. 2016).
+- Any H x W works: each upsample goes back to the exact size the matching downsample saw,
+  so odd sizes come out the same size as they went in.
+- Output range: a sigmoid maps to (0, 1), so every output, exported or not, is a valid image
+  and gradients never vanish at a hard clamp. Defaults (c=32, R=5) give the classic ~1.68 M parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad + conv (+ instance norm + ReLU)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True):
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride)]
+        if norm:
+            layers.append(nn.InstanceNorm2d(c_out, affine=True))
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """x + IN(conv(ReLU(IN(conv(x))))) (He et al. 2016, as in Johnson's supplementary)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvLayer(c, c, 3), ConvLayer(c, c, 3, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpsampleConv(nn.Module):
+    """Nearest-neighbour upsample to an exact size, then conv: no checkerboard artefacts."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = ConvLayer(c_in, c_out, 3)
+
+    def forward(self, x: torch.Tensor, size: list[int]) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+
+
+class TransformerNet(nn.Module):
+    """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]."""
+
+    def __init__(self, channels: int = 32, n_residual: int = 5):
+        super().__init__()
+        c = channels
+        self.config = {"channels": channels, "n_residual": n_residual}
+        self.conv_in = ConvLayer(3, c, 9)
+        self.down1 = ConvLayer(c, 2 * c, 3, stride=2)
+        self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2)
+        self.residual = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(n_residual)])
+        self.up1 = UpsampleConv(4 * c, 2 * c)
+        self.up2 = UpsampleConv(2 * c, c)
+        self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = self.conv_in(x)
+        h1 = self.down1(h0)
+        y = self.residual(self.down2(h1))
+        y = self.up1(y, h1.shape[-2:])
+        y = self.up2(y, h0.shape[-2:])
+        return torch.sigmoid(self.conv_out(y))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
