@@ -189,6 +189,7 @@ def save_cache(w: Weights) -> Path:
     try:
         meta = {"arch": w.arch, "source": w.source, "convention": w.convention}
         save_file(w.state_dict, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; other users (a container's non-root user) read it
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

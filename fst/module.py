@@ -1,0 +1,198 @@
+"""The LightningModule: a TransformerNet trained against a frozen-VGG perceptual criterion.
+
+Its typed ``__init__`` is the ``model:`` section of every config (LightningCLI reads it as the schema).
+Batches follow `fst.data`'s contract: ``{"image": (B, 3, H, W) in [0, 1], "skipped": int tensor}``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchvision.transforms.functional as TF
+from torchvision.utils import make_grid
+
+from fst import checkpoint as fst_checkpoint
+from fst import losses
+from fst.criterion import PerceptualLoss
+from fst.errors import FstError
+from fst.images import open_rgb
+from fst.transformer import TransformerNet
+
+ASSET_STYLES = Path(__file__).parent / "assets" / "styles"
+
+
+def resolve_style_path(style_image: str) -> Path:
+    """A path, or ``sample:NAME`` for one of the paintings shipped in fst/assets/styles."""
+    if style_image.startswith("sample:"):
+        return ASSET_STYLES / f"{style_image.removeprefix('sample:')}.jpg"
+    return Path(style_image).expanduser()
+
+
+def load_style(path: Path, size: int) -> torch.Tensor:
+    """The style image as (1, 3, H, W) in [0, 1], its long side resized to `size` (0 keeps it)."""
+    img = open_rgb(path)
+    if size:
+        scale = size / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample=3)
+    return TF.to_tensor(img)[None]
+
+
+class StyleTransferModule(pl.LightningModule):
+    def __init__(
+        self,
+        style_image: str = "sample:starry_night",
+        style_loss: str = "inter",
+        style_size: int = 512,
+        arch: str = "vgg16",
+        style_layers: list[str] | None = None,
+        style_layer_weights: list[float] | None = None,
+        content_layer: str | None = None,
+        content_weight: float = 1.0,
+        style_weight: float = 10.0,
+        tv_weight: float = 1e-4,
+        pooling: str = "max",
+        vgg_weights: str | None = None,
+        channels: int = 32,
+        n_residual: int = 5,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        channels_last: bool = False,
+        compile: bool = False,
+        preview_images: int = 4,
+    ):
+        """
+        Args:
+            style_image: painting to learn; a path, or ``sample:NAME`` for a shipped one (e.g. sample:the_scream).
+            style_loss: ``inter`` / ``intra`` (that family's default) or a registered loss name (`fst losses`).
+            style_size: long side the style image is resized to before its statistics are taken (0: as is).
+            arch: loss network, ``vgg16`` or ``vgg19``.
+            style_layers: VGG layers for the style loss (default: Johnson's for vgg16, Gatys' for vgg19).
+            style_layer_weights: one weight per style layer (default: all 1).
+            content_layer: VGG layer for the content loss (default relu2_2 for vgg16, relu4_1 for vgg19).
+            content_weight: weight of the content loss.
+            style_weight: weight of the style loss (each loss's calibrated factor is applied on top).
+            tv_weight: weight of the total-variation smoothness loss.
+            pooling: ``max`` or ``avg`` pooling inside VGG.
+            vgg_weights: explicit VGG weights file (default: cache, then torchvision, then the offline package).
+            channels: base width of the transformer network (32 = the classic 1.68 M parameters).
+            n_residual: residual blocks in the transformer network.
+            lr: learning rate.
+            optimizer: ``adam`` or ``adamw``.
+            channels_last: run the transformer and VGG in channels_last memory format.
+            compile: wrap the transformer in torch.compile.
+            preview_images: validation photos shown in the TensorBoard preview grid.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if optimizer not in ("adam", "adamw"):
+            raise FstError(f"unknown optimizer {optimizer!r} (choose adam or adamw)")
+        losses.get(style_loss)  # fail on a bad name before any weights load
+        self.transformer = TransformerNet(channels, n_residual)
+        self.criterion = PerceptualLoss(style_loss, arch, style_layers, style_layer_weights, content_layer,
+                                        content_weight, style_weight, tv_weight, pooling, vgg_weights)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        self.forward_net = torch.compile(self.transformer) if compile else self.transformer
+        self.strict_loading = False  # checkpoints leave out the frozen VGG (it comes from the weights cache)
+        self._skipped = 0
+        self._last_step_time: float | None = None
+        self._previews: list[torch.Tensor] = []
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if not self.criterion.targets.is_empty():
+            return
+        path = resolve_style_path(self.hparams.style_image)
+        resuming = self.trainer is not None and self.trainer.ckpt_path is not None
+        if not path.is_file():
+            if resuming:
+                return  # the checkpoint carries the style statistics
+            raise FstError(f"{path}: style image not found")
+        self.criterion.set_style(load_style(path, self.hparams.style_size))
+
+    def on_fit_start(self) -> None:
+        if self.criterion.targets.is_empty():
+            raise FstError("no style statistics: neither the style image nor the checkpoint provided them")
+        path = resolve_style_path(self.hparams.style_image)
+        tb = self._tensorboard()
+        if tb is not None and path.is_file():
+            tb.add_image("style", load_style(path, 256)[0], self.global_step)
+
+    def configure_optimizers(self):
+        opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
+        return opt(self.transformer.parameters(), lr=self.hparams.lr)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_net(x)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x = batch["image"]
+        y = self(x)
+        terms = self.criterion(y, x)
+        total = terms["total"]
+        if not torch.isfinite(total):
+            raise FstError(f"loss is {total.item()} at step {self.global_step}: stopping; "
+                           "checkpoints written before this step are intact (lower lr or style_weight?)")
+        self._skipped += int(batch.get("skipped", 0))
+        bs = x.shape[0]
+        self.log_dict({f"loss/{k}": v.detach() for k, v in terms.items()}, prog_bar=False, batch_size=bs)
+        self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=bs)
+        self.log("global_step", float(self.global_step), logger=False, batch_size=bs)  # for keep-last-K
+        self.log_dict({"output/min": y.detach().min().float(), "output/max": y.detach().max().float(),
+                       "output/mean": y.detach().mean().float(), "data/skipped": float(self._skipped)},
+                      batch_size=bs)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        self._log_throughput(bs)
+        return total
+
+    def _log_throughput(self, batch_size: int) -> None:
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.log("perf/images_per_sec", batch_size / max(now - self._last_step_time, 1e-9),
+                     prog_bar=True, batch_size=batch_size)
+        self._last_step_time = now
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x = batch["image"]
+        y = self(x)
+        terms = self.criterion(y, x)
+        self.log_dict({f"val/{k}": v for k, v in terms.items() if "/" not in k}, batch_size=x.shape[0])
+        if sum(p.shape[0] for p in self._previews) < 2 * self.hparams.preview_images:
+            self._previews += [x.detach().float().cpu(), y.detach().float().cpu()]
+
+    def on_validation_epoch_end(self) -> None:
+        tb = self._tensorboard()
+        if tb is not None and self._previews:
+            photos = torch.cat(self._previews[0::2])[: self.hparams.preview_images]
+            styled = torch.cat(self._previews[1::2])[: self.hparams.preview_images]
+            grid = make_grid(torch.cat([photos, styled]).clamp(0, 1), nrow=photos.shape[0], padding=2)
+            tb.add_image("preview/photos_vs_stylized", grid, self.global_step)
+        self._previews = []
+
+    def _tensorboard(self):
+        for logger in self.loggers if self._trainer is not None else []:
+            if isinstance(logger, pl.loggers.TensorBoardLogger):
+                return logger.experiment
+        return None
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if not k.startswith("criterion.vgg.")}
+        checkpoint["fst"] = fst_checkpoint.fst_metadata(
+            self.transformer,
+            style_name=resolve_style_path(self.hparams.style_image).stem,
+            style_loss=self.criterion.loss.name,
+            global_step=int(self.global_step),
+        )
+
