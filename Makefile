@@ -34,8 +34,18 @@ $(CACHE)/vgg19.safetensors: $(VENV)/.installed
 test: setup weights
 	$(BIN)/python -m pytest -q
 
+# The main job on the embedded default. Training resumes from runs/quickstart (a finished run is not redone).
+DEMO_PHOTOS := alpaca brandenburg_gate butterfly camels canyon_de_chelly bison
 demo: setup weights
-	$(BIN)/python scripts/demo.py
+	$(BIN)/fst shards --sample
+	$(BIN)/fst fit --config configs/quickstart.yaml --ckpt_path last
+	$(BIN)/fst export runs/quickstart/checkpoints/last.ckpt --out runs/quickstart/model.pt
+	$(BIN)/fst stylize $(DEMO_PHOTOS:%=fst/assets/photos/%.jpg) --model runs/quickstart/model.pt --out runs/quickstart/stylized
+	@echo
+	@echo "Done. Stylized photos:   runs/quickstart/stylized/"
+	@echo "      Exported model:    runs/quickstart/model.pt   (torch.jit.load; no fst needed)"
+	@echo "      Checkpoints:       runs/quickstart/checkpoints/"
+	@echo "      TensorBoard logs:  runs/quickstart/tensorboard/   view: $(BIN)/tensorboard --logdir runs/quickstart/tensorboard"
 
 bench: setup weights
 	$(BIN)/python scripts/bench_losses.py

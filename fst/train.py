@@ -8,11 +8,15 @@ section configures periodic checkpoints (every N steps, keep the last K, plus ``
 
 from __future__ import annotations
 
+import sys
+
 import torch
+from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from fst.data import ShardDataModule
+from fst.errors import FstError
 from fst.module import StyleTransferModule
 
 
@@ -33,6 +37,11 @@ class FstCLI(LightningCLI):
 def main(argv: list[str]) -> int:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and newer
-    FstCLI(StyleTransferModule, ShardDataModule, args=argv, save_config_kwargs={"overwrite": True},
-           auto_configure_optimizers=False)
+    # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
+    args = None if argv == sys.argv[1:] else argv
+    try:
+        FstCLI(StyleTransferModule, ShardDataModule, args=args, save_config_kwargs={"overwrite": True},
+               auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as e:  # unknown key, bad type, missing file: one line, not a page of usage
+        raise FstError(" ".join(str(e).split())) from None
     return 0

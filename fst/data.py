@@ -1,0 +1,350 @@
+"""Training and preview data: webdataset shards in, dict batches out.
+
+Batch contract (the train and the val loader alike)::
+
+    batch["image"]    FloatTensor [B, 3, S, S], RGB in [0, 1]; S = crop_size (train) or val_size (val)
+    batch["skipped"]  LongTensor scalar: bad samples (undecodable image bytes) that the loader
+                      worker producing this batch dropped since its previous batch. Workers are
+                      separate processes, so the count travels with the data: the LightningModule
+                      sums it and logs `data/skipped`. Always 0 for val.
+    batch["key"]      list[str], B entries: each image's webdataset `__key__` (file stem for val)
+
+Train pipeline per worker: shard list -> (finite: split_by_node, split_by_worker, shard shuffle |
+resampled: random shards per rank and worker) -> tar samples -> shuffle buffer -> decode to RGB
+-> resize short side to crop_size -> random crop -> optional flip -> batch.
+
+Randomness is a function of `seed`, rank, worker and epoch: reruns see the same batches,
+epochs differ. Finite mode keeps partial last batches, so one epoch sees every sample once.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import webdataset as wds
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
+from webdataset.utils import PipelineStage, make_seed, pytorch_worker_info
+
+from fst.errors import FstError
+from fst.images import IMAGE_SUFFIXES, ImageError, open_rgb
+
+SAMPLE = "sample"
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # img2dataset writes any of these
+
+
+# ---------------------------------------------------------------- shard specs
+
+
+def resolve_shards(spec: str) -> list[str]:
+    """Shard URLs from `spec`: "sample", a directory (its *.tar), a brace pattern
+    (`/data/coco-{000000..000099}.tar`), `pipe:`/`scheme://` URLs, or a comma-separated list of
+    these. Local shards must exist (one clear error before training, not a worker traceback)."""
+    if spec.strip() == SAMPLE:
+        from fst.shards import sample_shards
+
+        spec = str(sample_shards())
+    urls: list[str] = []
+    for item in _split_top_level(spec):
+        path = Path(item).expanduser()
+        if not _is_remote(item) and path.is_dir():
+            found = sorted(str(p) for p in path.glob("*.tar"))
+            if not found:
+                raise FstError(f"no *.tar shards in {path}")
+            urls += found
+        else:
+            urls += wds.shardlists.expand_urls(item if _is_remote(item) else str(path))
+    if not urls:
+        raise FstError(f"no shards in {spec!r}")
+    missing = [u for u in urls if not _is_remote(u) and not Path(u).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FstError(f"missing shard {missing[0]}{more}")
+    return urls
+
+
+def _split_top_level(spec: str) -> list[str]:
+    """Split on commas that are not inside a {a,b} brace group."""
+    items, depth, current = [], 0, ""
+    for ch in spec:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    return [s.strip() for s in [*items, current] if s.strip()]
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith("pipe:") or "://" in url
+
+
+# ---------------------------------------------------------------- pipeline stages
+
+
+def _stream_seed(seed: int, epoch: int) -> int:
+    """Distinct per rank, worker and epoch; a function of `seed` only.
+
+    Inside a worker the epoch comes from the loader's seeded generator (fresh workers every
+    epoch); in the main process (num_workers=0) from the stage's own counter.
+    """
+    rank, _, worker, _ = pytorch_worker_info()
+    info = torch.utils.data.get_worker_info()
+    return make_seed(seed, epoch, rank, worker, info.seed if info is not None else 0)
+
+
+def _worker_seed() -> int:
+    # For wds.ResampledShards(deterministic=True), which mixes in its own seed and epoch.
+    return _stream_seed(0, 0)
+
+
+class _Shuffle(PipelineStage):
+    """wds.shuffle with a per-epoch seeded rng (wds.detshuffle's epoch restarts in fresh workers)."""
+
+    def __init__(self, bufsize: int, seed: int) -> None:
+        self.bufsize, self.seed, self.epoch = bufsize, seed, -1
+
+    def run(self, src: Iterator) -> Iterator:
+        self.epoch += 1
+        rng = random.Random(_stream_seed(self.seed, self.epoch))
+        return wds.shuffle(self.bufsize, initial=min(self.bufsize, 100), rng=rng)(src)
+
+
+class _Augment(PipelineStage):
+    """Sample dict -> {"image", "key", "skipped"}; undecodable samples are dropped, warned about
+    and counted in the next sample's "skipped"."""
+
+    def __init__(self, crop_size: int, flip: bool, seed: int) -> None:
+        self.crop_size, self.flip, self.seed, self.epoch = crop_size, flip, seed, -1
+
+    def run(self, src: Iterator[dict]) -> Iterator[dict]:
+        self.epoch += 1
+        rng = random.Random(_stream_seed(self.seed + 1, self.epoch))
+        skipped = 0
+        for sample in src:
+            try:
+                image = self.crop(sample, rng)
+            except ImageError as e:
+                warnings.warn(f"skipping bad sample {e}", stacklevel=1)
+                skipped += 1
+                continue
+            yield {"image": image, "key": sample["__key__"], "skipped": skipped}
+            skipped = 0
+        if skipped:  # bad samples at the very end still have to be counted
+            yield {"image": None, "key": None, "skipped": skipped}
+
+    def crop(self, sample: dict, rng: random.Random) -> torch.Tensor:
+        name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+        data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+        if data is None:
+            raise ImageError(name, "no image in sample")
+        img = open_rgb(data, name=name, draft=self.crop_size)
+        # Resize the short side to crop_size and crop at random along the long side, in one
+        # resize of just the needed box.
+        w, h = img.size
+        side = min(w, h)
+        x, y = rng.randint(0, w - side), rng.randint(0, h - side)
+        img = img.resize((self.crop_size, self.crop_size), Image.Resampling.BILINEAR, box=(x, y, x + side, y + side))
+        if self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_dtype(pil_to_tensor(img), torch.float32, scale=True)
+
+
+class _Batch(PipelineStage):
+    """Stack samples into contract batches. Holds one batch back so that bad samples after the
+    last good one are still added to a batch's "skipped"."""
+
+    def __init__(self, batch_size: int, partial: bool) -> None:
+        self.batch_size, self.partial = batch_size, partial
+
+    def run(self, src: Iterator[dict]) -> Iterator[dict]:
+        held: dict | None = None
+        images, keys, skipped = [], [], 0
+        for s in src:
+            skipped += s["skipped"]
+            if s["image"] is None:
+                continue
+            images.append(s["image"])
+            keys.append(s["key"])
+            if len(images) == self.batch_size:
+                if held is not None:
+                    yield held
+                held, images, keys, skipped = collate(images, keys, skipped), [], [], 0
+        if images and self.partial:
+            if held is not None:
+                yield held
+            held, skipped = collate(images, keys, skipped), 0
+        if held is not None:
+            held["skipped"] += skipped
+            yield held
+
+
+def collate(images: list[torch.Tensor], keys: list[str], skipped: int) -> dict:
+    """The batch contract from a list of (3, S, S) images."""
+    return {"image": torch.stack(images), "skipped": torch.tensor(skipped, dtype=torch.long), "key": keys}
+
+
+# ---------------------------------------------------------------- preview photos
+
+
+def load_photos(folder: Path, count: int, size: int) -> list[dict]:
+    """The first `count` photos of `folder` (sorted), short side resized to `size` and centre-cropped."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise FstError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    photos = []
+    for path in files[:count]:
+        img = ImageOps.fit(open_rgb(path), (size, size), Image.Resampling.BICUBIC)
+        photos.append({"image": to_dtype(pil_to_tensor(img), torch.float32, scale=True), "key": path.stem})
+    return photos
+
+
+def _collate_photos(photos: list[dict]) -> dict:
+    return collate([p["image"] for p in photos], [p["key"] for p in photos], 0)
+
+
+# ---------------------------------------------------------------- the DataModule
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Photos for style-transfer training: webdataset shards for training, a few fixed photos
+    for validation previews. Batches follow the contract at the top of `fst.data`."""
+
+    def __init__(
+        self,
+        train_shards: str = SAMPLE,
+        val_photos: str | None = SAMPLE,
+        crop_size: int = 256,
+        val_size: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        shuffle_buffer: int = 1000,
+        flip: bool = True,
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        val_count: int = 4,
+        pin_memory: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            train_shards: "sample" (the embedded photos, sharded on demand into
+                $FST_CACHE/sample_shards), a directory of *.tar, a brace pattern
+                ("/data/coco-{000000..000099}.tar"), pipe: URLs ("pipe:aws s3 cp s3://b/x.tar -"),
+                or a comma-separated list of these.
+            val_photos: folder of preview photos, "sample" (the embedded photos), or None (no validation).
+            crop_size: side of the square random training crop, px (the short side is resized to it first).
+            val_size: side of the square centre-cropped preview photos, px.
+            batch_size: images per batch (per rank).
+            num_workers: loader processes per rank; 0 decodes in the training process.
+            shuffle_buffer: samples held for shuffling per worker; 0 or 1 disables it.
+            flip: random horizontal flips.
+            resampled: draw shards at random with replacement, independently per rank and worker
+                (the webdataset way for multi-GPU: no rank runs dry); needs epoch_length.
+            epoch_length: batches per epoch per rank. Required when resampled; in finite mode it
+                makes the stream repeat or stop at that length (also what multi-GPU finite runs need).
+            val_count: number of preview photos.
+            pin_memory: pin batches for faster host-to-GPU copies (only when CUDA is available).
+            seed: seeds shard order, shuffling, crops and flips.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if resampled and not epoch_length:
+            raise FstError("resampled=True needs epoch_length (batches per epoch per rank)")
+        for name, value in (("crop_size", crop_size), ("val_size", val_size), ("batch_size", batch_size)):
+            if value < 1:
+                raise FstError(f"{name} must be >= 1, got {value}")
+        self.train_shards = train_shards
+        self.val_photos = val_photos
+        self.crop_size = crop_size
+        self.val_size = val_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.shuffle_buffer = shuffle_buffer
+        self.flip = flip
+        self.resampled = resampled
+        self.epoch_length = epoch_length
+        self.val_count = val_count
+        self.pin_memory = pin_memory
+        self.seed = seed
+        self.urls: list[str] = []
+        self.photos: list[dict] = []
+
+    def prepare_data(self) -> None:
+        # Runs once per node before setup: build the sample shards here, not on every rank.
+        if SAMPLE in (self.train_shards, self.val_photos):
+            from fst.shards import sample_shards
+
+            sample_shards()
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.urls = resolve_shards(self.train_shards)
+            self._check_world_size()
+        if stage in (None, "fit", "validate") and self.val_photos is not None:
+            self.photos = load_photos(self._val_folder(), self.val_count, self.val_size)
+
+    def train_dataloader(self) -> wds.WebLoader:
+        if not self.urls:
+            self.setup("fit")
+        loader = wds.WebLoader(
+            self.train_dataset(),
+            batch_size=None,  # batches are made in the workers (they carry the skip count)
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        if self.epoch_length:
+            # At the loader, so it counts batches of all workers together: exactly this many per rank.
+            loader = loader.with_epoch(self.epoch_length).with_length(self.epoch_length, silent=True)
+        return loader
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_photos is None:
+            return []
+        if not self.photos:
+            self.setup("validate")
+        return DataLoader(self.photos, batch_size=self.batch_size, collate_fn=_collate_photos)
+
+    def train_dataset(self) -> wds.DataPipeline:
+        """The per-worker pipeline (see the module docstring); yields contract batches."""
+        if self.resampled:
+            shards = [wds.ResampledShards(self.urls, seed=self.seed, deterministic=True, worker_seed=_worker_seed)]
+        else:
+            shards = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker]
+            shards.append(_Shuffle(len(self.urls), self.seed))
+        return wds.DataPipeline(
+            *shards,
+            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            _Shuffle(self.shuffle_buffer, self.seed) if self.shuffle_buffer > 1 else None,
+            _Augment(self.crop_size, self.flip, self.seed),
+            _Batch(self.batch_size, partial=not self.resampled),
+        )
+
+    def _val_folder(self) -> Path:
+        if self.val_photos == SAMPLE:
+            from fst.shards import sample_photos_dir
+
+            return sample_photos_dir()
+        folder = Path(self.val_photos).expanduser()
+        if not folder.is_dir():
+            raise FstError(f"val_photos folder {folder} does not exist")
+        return folder
+
+    def _check_world_size(self) -> None:
+        # Finite shards split unevenly over ranks would leave one rank waiting forever in DDP.
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        if self.resampled or world == 1:
+            return
+        if not self.epoch_length:
+            raise FstError(f"training on {world} ranks needs resampled=True or epoch_length (uneven shards hang DDP)")
+        if len(self.urls) < world:
+            raise FstError(f"{len(self.urls)} shards cannot be split over {world} ranks; use resampled=True or more shards")
