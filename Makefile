@@ -8,7 +8,7 @@ FST_CACHE ?= $(HOME)/.cache/fst
 export FST_CACHE
 CACHE   := $(FST_CACHE)
 
-.PHONY: demo test setup weights clean bench
+.PHONY: demo test setup weights clean bench gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -52,3 +52,11 @@ bench: setup weights
 
 clean:
 	rm -rf $(VENV) .cache runs
+
+# Pure-Python packages a GPU box may lack (no package index there): carried as wheels by gpu_check.sh.
+GPU_WHEELS := webdataset==1.0.2 braceexpand==0.1.7 jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.15.0
+gpu-wheels: .whl/.done
+.whl/.done:
+	mkdir -p .whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl $(GPU_WHEELS)
+	touch $@

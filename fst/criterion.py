@@ -54,7 +54,7 @@ def flat(f: torch.Tensor) -> torch.Tensor:
 class PerceptualLoss(nn.Module):
     def __init__(self, style_loss: str = "inter", arch: str = "vgg16", style_layers: list[str] | None = None,
                  style_layer_weights: list[float] | None = None, content_layer: str | None = None,
-                 content_weight: float = 1.0, style_weight: float = 10.0, tv_weight: float = 1e-4,
+                 content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 1e-4,
                  pooling: str = "max", vgg_weights: str | Path | None = None):
         super().__init__()
         self.loss = losses.get(style_loss)

@@ -276,6 +276,16 @@ class ShardDataModule(pl.LightningDataModule):
         self.seed = seed
         self.urls: list[str] = []
         self.photos: list[dict] = []
+        self.stream_seed = seed  # re-derived on resume so a resumed run continues with fresh data
+
+    def state_dict(self) -> dict:
+        trainer = getattr(self, "trainer", None)
+        return {"seed": self.seed, "global_step": int(trainer.global_step) if trainer is not None else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        # An IterableDataset cannot seek; instead of replaying the batches the first run already saw,
+        # continue with a stream seeded by (seed, step reached): same run, new data, still reproducible.
+        self.stream_seed = make_seed(self.seed, state.get("global_step", 0)) if state.get("global_step") else self.seed
 
     def prepare_data(self) -> None:
         # Runs once per node before setup: build the sample shards here, not on every rank.
@@ -299,7 +309,7 @@ class ShardDataModule(pl.LightningDataModule):
             batch_size=None,  # batches are made in the workers (they carry the skip count)
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.stream_seed),
         )
         if self.epoch_length:
             # At the loader, so it counts batches of all workers together: exactly this many per rank.
@@ -316,15 +326,15 @@ class ShardDataModule(pl.LightningDataModule):
     def train_dataset(self) -> wds.DataPipeline:
         """The per-worker pipeline (see the module docstring); yields contract batches."""
         if self.resampled:
-            shards = [wds.ResampledShards(self.urls, seed=self.seed, deterministic=True, worker_seed=_worker_seed)]
+            shards = [wds.ResampledShards(self.urls, seed=self.stream_seed, deterministic=True, worker_seed=_worker_seed)]
         else:
             shards = [wds.SimpleShardList(self.urls), wds.split_by_node, wds.split_by_worker]
-            shards.append(_Shuffle(len(self.urls), self.seed))
+            shards.append(_Shuffle(len(self.urls), self.stream_seed))
         return wds.DataPipeline(
             *shards,
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
-            _Shuffle(self.shuffle_buffer, self.seed) if self.shuffle_buffer > 1 else None,
-            _Augment(self.crop_size, self.flip, self.seed),
+            _Shuffle(self.shuffle_buffer, self.stream_seed) if self.shuffle_buffer > 1 else None,
+            _Augment(self.crop_size, self.flip, self.stream_seed),
             _Batch(self.batch_size, partial=not self.resampled),
         )
 

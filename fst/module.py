@@ -52,7 +52,7 @@ class StyleTransferModule(pl.LightningModule):
         style_layer_weights: list[float] | None = None,
         content_layer: str | None = None,
         content_weight: float = 1.0,
-        style_weight: float = 10.0,
+        style_weight: float = 1.0,
         tv_weight: float = 1e-4,
         pooling: str = "max",
         vgg_weights: str | None = None,
@@ -130,14 +130,18 @@ class StyleTransferModule(pl.LightningModule):
     # --- steps ---------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_net(x)
+
+    def stylize_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward pass of the training objective: (stylized y, loss terms incl. 'total')."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward_net(x)
+        y = self(x)
+        return y, self.criterion(y, x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
-        y = self(x)
-        terms = self.criterion(y, x)
+        y, terms = self.stylize_and_score(x)
         total = terms["total"]
         if not torch.isfinite(total):
             raise FstError(f"loss is {total.item()} at step {self.global_step}: stopping; "
@@ -163,8 +167,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["image"]
-        y = self(x)
-        terms = self.criterion(y, x)
+        y, terms = self.stylize_and_score(x)
         self.log_dict({f"val/{k}": v for k, v in terms.items() if "/" not in k}, batch_size=x.shape[0])
         if sum(p.shape[0] for p in self._previews) < 2 * self.hparams.preview_images:
             self._previews += [x.detach().float().cpu(), y.detach().float().cpu()]

@@ -85,6 +85,10 @@ class VGGFeatures(nn.Module):
         w = weights if isinstance(weights, Weights) else resolve(arch, weights)
         self.arch, self.source, self.convention = arch, w.source, w.convention
         depth = max(names.index(name) for name in self.layers) + 1
+        convs_needed = sum(name.startswith("conv") for name in names[:depth])
+        if convs_needed > len(w.state_dict) // 2:
+            raise FstError(f"{w.path or w.source}: holds only the first {len(w.state_dict) // 2} convs of {arch}; "
+                           f"layer {names[depth - 1]} needs {convs_needed}")
         self.names = names[:depth]
         self.normalize = Normalize(w.convention)
         pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d

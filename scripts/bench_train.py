@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Training throughput (images/s) of one full step: transformer forward, VGG16 on output and photo,
+content + Gram style + TV loss, backward, Adam step. Variants: fp32 eager, bf16 autocast,
+channels_last, torch.compile, and combinations; on CUDA also fp16 autocast.
+
+All variants run in one process, on the same photos, one after the other, so they compare fairly.
+
+    python scripts/bench_train.py [--device cpu|cuda] [--size 256] [--batch 4] [--steps 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from contextlib import nullcontext
+
+import torch
+import torchvision.transforms.functional as TF
+
+from fst.images import open_rgb
+from fst.module import StyleTransferModule
+from fst.shards import sample_photos_dir
+
+VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
+    "fp32 eager": (None, False, False),
+    "bf16 autocast": (torch.bfloat16, False, False),
+    "channels_last": (None, True, False),
+    "torch.compile": (None, False, True),
+    "bf16 + channels_last": (torch.bfloat16, True, False),
+    "bf16 + channels_last + compile": (torch.bfloat16, True, True),
+}
+CUDA_ONLY = {"fp16 autocast + channels_last": (torch.float16, True, False),
+             "fp16 + channels_last + compile": (torch.float16, True, True)}
+
+
+def machine(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return f"CPU {platform.machine()} ({os.cpu_count()} cores), torch {torch.__version__}"
+
+
+def photos(n: int, size: int, device: str) -> torch.Tensor:
+    files = sorted(sample_photos_dir().glob("*.jpg"))[:n]
+    return torch.stack([TF.to_tensor(TF.center_crop(TF.resize(open_rgb(f), size), size)) for f in files]).to(device)
+
+
+def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) -> float:
+    dtype, channels_last, compile_ = spec
+    device = x.device.type
+    torch.manual_seed(0)
+    module = StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
+    module.to(device)
+    module.criterion.set_style(x[:1])  # statistics of one photo: timing does not depend on the painting
+    opt = module.configure_optimizers()
+    amp = torch.autocast(device, dtype=dtype) if dtype is not None else nullcontext()
+    scaler = torch.amp.GradScaler(device) if dtype == torch.float16 else None
+
+    def step() -> None:
+        with amp:
+            _, terms = module.stylize_and_score(x)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(terms["total"]).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            terms["total"].backward()
+            opt.step()
+
+    for _ in range(warmup):  # first steps pay for allocation, cudnn autotuning, compilation
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return x.shape[0] * steps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--only", nargs="*", help="run only these variants")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    variants = {**VARIANTS, **(CUDA_ONLY if args.device == "cuda" else {})}
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only}
+    x = photos(args.batch, args.size, args.device)
+    results = {}
+    for name, spec in variants.items():
+        try:
+            results[name] = measure(name, spec, x, args.steps, args.warmup)
+        except Exception as e:  # noqa: BLE001 - a variant that cannot run here is reported, not fatal
+            results[name] = None
+            print(f"{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        print(f"{name}: {results[name] or float('nan'):.2f} img/s", flush=True)
+    base = results.get("fp32 eager")
+    print(f"\nTraining step, {args.size}², batch {args.batch}, gram loss, VGG16 relu1_2..relu4_3; "
+          f"{machine(args.device)}; {datetime.date.today()}; {args.steps} timed steps after {args.warmup} warm-up\n")
+    print("| variant | images/s | × fp32 eager |\n|---|---:|---:|")
+    for name, ips in results.items():
+        rel = f"{ips / base:.2f}" if ips and base else "–"
+        print(f"| {name} | {ips:.2f} | {rel} |" if ips else f"| {name} | failed | – |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(args.device), "size": args.size, "batch": args.batch, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
