@@ -105,19 +105,23 @@ class StyleTransferModule(pl.LightningModule):
     # --- setup ---------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        if not self.criterion.targets.is_empty():
-            return
+        # Runs before a checkpoint is restored: take the statistics from the style image when it is
+        # there; when resuming, the checkpoint's buffers replace them (or provide them if it is gone).
         path = resolve_style_path(self.hparams.style_image)
-        resuming = self.trainer is not None and self.trainer.ckpt_path is not None
-        if not path.is_file():
-            if resuming:
-                return  # the checkpoint carries the style statistics
-            raise FstError(f"{path}: style image not found")
-        self.criterion.set_style(load_style(path, self.hparams.style_size))
+        if self.criterion.targets.is_empty() and path.is_file():
+            self.criterion.set_style(load_style(path, self.hparams.style_size))
+
+    def _require_style(self) -> None:
+        if self.criterion.targets.is_empty():
+            path = resolve_style_path(self.hparams.style_image)
+            raise FstError(f"{path}: style image not found" if not path.is_file() else
+                           f"{path}: no style statistics could be computed")
+
+    def on_validation_start(self) -> None:
+        self._require_style()
 
     def on_fit_start(self) -> None:
-        if self.criterion.targets.is_empty():
-            raise FstError("no style statistics: neither the style image nor the checkpoint provided them")
+        self._require_style()
         path = resolve_style_path(self.hparams.style_image)
         tb = self._tensorboard()
         if tb is not None and path.is_file():

@@ -31,6 +31,9 @@ class FstCLI(LightningCLI):
             "checkpoint.monitor": "global_step",  # ...ranked by step, newest kept
             "checkpoint.mode": "max",
             "checkpoint.save_last": True,
+            # Save at the step itself even on an epoch's last batch (else Lightning defers that save
+            # to a validation run that may never come, and the periodic checkpoint is lost).
+            "checkpoint.save_on_train_epoch_end": True,
         })
 
 

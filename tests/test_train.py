@@ -59,7 +59,7 @@ def test_fit_logs_scalars_images_and_writes_fst_checkpoints(tmp_path):
     images = set(acc.Tags()["images"])
     assert {"style", "preview/photos_vs_stylized"} <= images
     grid = acc.Images("preview/photos_vs_stylized")[-1]
-    assert grid.width > grid.height  # photos row over stylized row, 2 columns
+    assert (grid.width, grid.height) == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 2 photos over their 2 stylized versions
     assert (next((tmp_path / "tb").rglob("config.yaml"))).is_file() and next((tmp_path / "tb").rglob("hparams.yaml"))
 
     ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt"))
