@@ -56,7 +56,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 sed 's/^/    /' "$OUT/env.log" >> "$SUMMARY"
 
 # 2. tests (the VGG19 relu5_1 check needs the full VGG19, which is not carried to this box)
-step tests 150 $PY -m pytest -q -p no:cacheprovider -x --durations=5 \
+step tests 140 $PY -m pytest -q -p no:cacheprovider -x --durations=5 \
   --deselect "tests/test_vgg.py::test_trained_network_is_sparse_on_a_real_photo[vgg19-relu5_1]" tests
 tail -n 3 "$OUT/tests.log" | sed 's/^/    /' >> "$SUMMARY"
 
@@ -66,6 +66,9 @@ step bench_train 110 $PY scripts/bench_train.py --device cuda --batch 16 --steps
   --only "fp32 eager" "bf16 autocast" "channels_last" "bf16 + channels_last" "fp16 autocast + channels_last" \
          "bf16 + channels_last + compile"
 grep '^|' "$OUT/bench_train.log" >> "$SUMMARY"
+
+step bench_losses 40 $PY scripts/bench_losses.py --device cuda --repeats 10
+grep '^|' "$OUT/bench_losses.log" >> "$SUMMARY"
 
 # 4. a short real training run on the sample shards
 step fit 80 $PY -m fst.cli fit --config configs/quickstart.yaml --trainer.accelerator gpu \

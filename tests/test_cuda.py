@@ -1,0 +1,41 @@
+"""CUDA-only behaviour. These need a GPU, so they run in scripts/gpu_check.sh on a CUDA machine
+and are skipped on CPU-only machines (CI here has none)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fst import losses
+from fst.checkpoint import load_checkpoint, transformer_from_checkpoint
+from fst.cli import main as cli
+from test_train import run_args
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("name", list(losses.REGISTRY))
+def test_loss_statistics_stay_fp32_under_fp16_autocast(name):
+    """Activations of ~300 give Gram entries ~1e5: past fp16's 65504, so an fp16 Gram would be inf."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    f = torch.relu(torch.randn(2, 16, 256, device="cuda", generator=g)) * 300
+    s = torch.relu(torch.randn(16, 256, device="cuda", generator=g)) * 300
+    loss = losses.REGISTRY[name]
+    torch.manual_seed(0)
+    ref = loss.distance(f.double(), loss.target(s.double()))
+    with torch.autocast("cuda", dtype=torch.float16):
+        target = loss.stats(s.half())
+        torch.manual_seed(0)
+        out = loss(f.half(), target)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.allclose(out.double(), ref, rtol=0.05, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "32"])
+def test_fit_on_cuda(tmp_path, precision):
+    assert cli(run_args(tmp_path, "--trainer.accelerator", "gpu", "--trainer.precision", precision,
+                        "--model.channels_last", "true", "--trainer.benchmark", "true")) == 0
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert ckpt["global_step"] == 4
+    net, _ = transformer_from_checkpoint(ckpt)
+    assert all(torch.isfinite(p).all() for p in net.parameters())
