@@ -1,0 +1,441 @@
+"""`fst export`: a trained transformer as a single file that runs without fst, Lightning or VGG.
+
+Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2``, else TorchScript):
+
+- ``torchscript`` (default, ``.pt``): loads with a plain ``torch.jit.load(path, map_location="cuda")``
+  on CPU or CUDA without fst installed, and is the format other torch versions and libtorch (C++)
+  read most reliably; that portability is why it is the default. The network is *traced*: the graph
+  holds only long-stable aten ops (conv, instance_norm, upsample_nearest2d, ...) and reads H and W
+  from the input at run time (``aten::size``), so the resize-to-exact-size stays dynamic and odd sizes
+  work. Scripting the network instead would inline torch's Python ``F.interpolate``, which on torch
+  2.14 names ops that older torch lacks: a scripted file from 2.14 failed to load on 2.11 (checked on
+  2026-11-27); the traced one loads. A small scripted adapter around the traced net casts the input to
+  the weights' dtype (and to channels-last when exported so) and returns the caller's dtype.
+  torch 2.14 marks TorchScript deprecated (FutureWarnings silenced here); it still writes and loads.
+- ``export`` (``.pt2``): ``torch.export`` of the bare network with dynamic batch/height/width
+  (H, W >= 5, the smallest size the reflection padding allows); ``torch.export.load(path).module()``.
+  Input in the exported dtype (a dtype cast inside would pin the device the file was exported on).
+  ``.pt2`` files are more tied to the torch version that wrote them, hence not the default.
+- ``onnx`` (``.onnx``, opset 17): for onnxruntime/TensorRT/other runtimes. Traced in eval mode with
+  ``TrainingMode.EVAL`` so instance norm exports as InstanceNormalization over each image (the known
+  trap is exporting training-mode batch statistics). Uses the TorchScript-based exporter
+  (``dynamo=False`` where torch has the flag): the dynamo exporter needs onnxscript, which fst does
+  not depend on. Dynamic axes: batch, height, width. fp32 or fp16 (onnxruntime has no bf16 conv).
+
+Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.json`` metadata
+(style, loss, steps, versions, dtype, format, ranges): TorchScript/.pt2 as an extra file in the
+archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron).
+`load_exported` gives every format the TorchScript calling convention: any float dtype in, the
+same dtype out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import io
+import json
+import os
+import secrets
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fst.checkpoint import transformer_from_checkpoint
+from fst.errors import FstError
+from fst.transformer import TransformerNet
+
+FORMATS = ("torchscript", "export", "onnx")
+SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+META_FILE = "fst.json"
+EXPORT_VERSION = 1
+ONNX_OPSET = 17
+MIN_SIDE = 5  # reflection pad 4 (the 9x9 conv) needs H, W > 4
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+class InferenceNet(nn.Module):
+    """A (traced) transformer behind a dtype/memory-format adapter: any float input, same dtype back."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool = False):
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.to(self.dtype)
+        if self.channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        return self.net(y).to(x.dtype)
+
+
+def adapted(fn: Model, dtype: torch.dtype, channels_last: bool = False) -> Model:
+    """`InferenceNet`'s calling convention in Python, for the formats that take their own dtype."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = x.to(dtype)
+        if channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        return fn(y).to(x.dtype)
+
+    return run
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(out: Path) -> Iterator[Path]:
+    """A temp path beside `out` (same suffix, so writers pick the right format) that replaces
+    `out` on success and vanishes on failure: readers never see a half-written file. The writer
+    creates the file, so it gets the usual permissions (mkstemp's would be 0600)."""
+    tmp = out.parent / f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def format_for(out: Path, format: str | None) -> str:
+    """The explicit format, or the one `out`'s suffix names (TorchScript otherwise)."""
+    by_suffix = {s: f for f, s in SUFFIXES.items()}
+    if format is None:
+        return by_suffix.get(out.suffix.lower(), "torchscript")
+    if format not in FORMATS:
+        raise FstError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
+    implied = by_suffix.get(out.suffix.lower())
+    if implied is not None and implied != format:
+        raise FstError(f"{out}: suffix {out.suffix} means {implied}, not {format} (use {SUFFIXES[format]})")
+    return format
+
+
+def export_model(
+    ckpt_path: str | Path,
+    out: str | Path,
+    format: str | None = None,
+    dtype: str = "fp32",
+    channels_last: bool = False,
+) -> Path:
+    """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder)."""
+    ckpt_path, out = Path(ckpt_path), Path(out)
+    if out.is_dir():
+        out = out / (ckpt_path.stem + SUFFIXES[format if format in SUFFIXES else "torchscript"])
+    format = format_for(out, format)
+    if dtype not in DTYPES:
+        raise FstError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    if format == "onnx" and dtype == "bf16":
+        raise FstError("onnx export supports fp32 and fp16 (onnxruntime has no bf16 convolution)")
+    if not out.parent.is_dir():
+        raise FstError(f"{out}: folder {out.parent} does not exist")
+    net, ckpt_meta = transformer_from_checkpoint(ckpt_path)
+    net = net.to(DTYPES[dtype])
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    meta = artefact_metadata(ckpt_meta, ckpt_path, format, dtype, channels_last)
+    # Serialise to memory first: archive member names then never mention the temp file.
+    data = WRITERS[format](net.eval(), meta, channels_last)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return out
+
+
+def artefact_metadata(ckpt_meta: dict[str, Any], source: Path, format: str, dtype: str, channels_last: bool) -> dict[str, Any]:
+    from fst import __version__
+
+    return {
+        "fst_export": EXPORT_VERSION,
+        "format": format,
+        "dtype": dtype,
+        "channels_last": channels_last,
+        "net": dict(ckpt_meta["net"]),
+        "style_name": ckpt_meta.get("style_name"),
+        "style_loss": ckpt_meta.get("style_loss"),
+        "global_step": int(ckpt_meta.get("global_step", 0)),
+        "trained_with_fst": ckpt_meta.get("version"),
+        "fst_version": __version__,
+        "torch_version": torch.__version__,
+        "source": source.name,
+        "input": "float (B, 3, H, W) RGB in [0, 1], any H, W >= 5",
+        "output": "same shape, RGB in [0, 1]",
+        "input_range": [0.0, 1.0],
+        "output_range": [0.0, 1.0],
+    }
+
+
+def _meta_json(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, sort_keys=True, default=str)
+
+
+def weight_dtype(net: TransformerNet) -> torch.dtype:
+    return net.conv_in[1].weight.dtype
+
+
+def _sample(net: TransformerNet, channels_last: bool = False) -> torch.Tensor:
+    # Batch 2 and odd sizes so no tracer/exporter can specialise on 1 or on even shapes.
+    weight = net.conv_in[1].weight
+    x = torch.rand(2, 3, 67, 91, dtype=weight.dtype, device=weight.device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def write_torchscript(net: TransformerNet, meta: dict[str, Any], channels_last: bool = False) -> bytes:
+    """Traced network (portable aten ops, sizes read at run time) inside the scripted adapter."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.* is deprecated" (torch >= 2.9)
+        # Benign: instance norm's input checks (channel count, >1 pixel) are frozen as constants.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(net, _sample(net, channels_last), check_trace=False)
+        scripted = torch.jit.script(InferenceNet(traced, weight_dtype(net), channels_last))
+        torch.jit.save(scripted, buf, _extra_files={META_FILE: _meta_json(meta)})
+    return buf.getvalue()
+
+
+def write_export(net: TransformerNet, meta: dict[str, Any], channels_last: bool = False) -> bytes:
+    from torch.export import Dim
+
+    dims = {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIDE), 3: Dim("width", min=MIN_SIDE)}
+    program = torch.export.export(net, (_sample(net, channels_last),), dynamic_shapes={"x": dims})
+    buf = io.BytesIO()
+    torch.export.save(program, buf, extra_files={META_FILE: _meta_json(meta)})
+    return buf.getvalue()
+
+
+def write_onnx(net: TransformerNet, meta: dict[str, Any], channels_last: bool = False) -> bytes:
+    onnx = _optional("onnx")
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    kwargs: dict[str, Any] = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the dynamo exporter needs onnxscript
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes from the TorchScript-based exporter
+        torch.onnx.export(
+            net,  # the bare net: ONNX callers feed the model's dtype themselves
+            (_sample(net),),
+            buf,
+            opset_version=ONNX_OPSET,
+            input_names=["image"],
+            output_names=["stylized"],
+            dynamic_axes={"image": axes, "stylized": axes},
+            training=torch.onnx.TrainingMode.EVAL,
+            do_constant_folding=True,
+            **kwargs,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    entries = {META_FILE: _meta_json(meta)}
+    entries.update({k: str(v) for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
+    onnx.helper.set_model_props(proto, entries)
+    proto.producer_name = "fst"
+    return proto.SerializeToString()
+
+
+WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
+    "torchscript": write_torchscript,
+    "export": write_export,
+    "onnx": write_onnx,
+}
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """'torchscript', 'export', 'onnx', 'checkpoint' (a torch.save file), or None if none of them."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if any("/serialized_exported_program" in n or n.endswith("archive_format") for n in names):
+            return "export"
+        if any(n.endswith("/data.pkl") for n in names):
+            return "checkpoint"
+        return None
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    return None
+
+
+def is_exported(path: str | Path) -> bool:
+    return Path(path).is_file() and sniff_format(path) in FORMATS
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
+    """(callable taking and returning (B, 3, H, W) float in [0, 1] on `device`, the fst metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FstError(f"{path}: model not found")
+    format = sniff_format(path)
+    if format not in FORMATS:
+        raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
+    try:
+        return LOADERS[format](path, torch.device(device))
+    except FstError:
+        raise
+    except Exception as e:  # every loader has its own zoo of exceptions for a damaged file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FstError(f"{path}: cannot load {format} model (truncated or corrupt?): {first[:200]}") from None
+
+
+def _optional(module: str) -> Any:
+    """Import an optional dependency (onnx, onnxruntime) or say how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FstError(f"this needs the {module} package: pip install 'fst[onnx]'") from None
+
+
+def _parse_meta(path: Path, text: str | bytes) -> dict[str, Any]:
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or "fst_export" not in meta:
+        raise FstError(f"{path}: no fst metadata ({META_FILE}); was it written by `fst export`?")
+    return meta
+
+
+def _load_torchscript(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
+    extra = {META_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated" (torch >= 2.9)
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    return module.eval(), _parse_meta(path, extra[META_FILE])
+
+
+def _load_export(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
+    extra = {META_FILE: ""}
+    program = torch.export.load(str(path), extra_files=extra)
+    meta = _parse_meta(path, extra[META_FILE])
+    if device.type != "cpu":
+        try:  # rewrites device constants in the graph too (torch >= 2.6); .to() alone moves weights
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, device)
+        except ImportError:
+            pass
+    module = program.module().to(device)
+    return adapted(module, DTYPES[meta["dtype"]], meta["channels_last"]), meta
+
+
+def _load_onnx(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
+    import numpy as np
+
+    ort = _optional("onnxruntime")
+
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    session = ort.InferenceSession(str(path), providers=providers)
+    meta = _parse_meta(path, session.get_modelmeta().custom_metadata_map.get(META_FILE, ""))
+    feed_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = session.run(None, {name: x.detach().float().cpu().numpy().astype(feed_dtype)})[0]
+        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
+
+    return run, meta
+
+
+LOADERS: dict[str, Callable[[Path, torch.device], tuple[Model, dict[str, Any]]]] = {
+    "torchscript": _load_torchscript,
+    "export": _load_export,
+    "onnx": _load_onnx,
+}
+
+
+def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The transformer's weights inside an artefact, keyed as in `TransformerNet.state_dict()`."""
+    path = Path(path)
+    format = sniff_format(path)
+    if format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    elif format == "export":
+        state = dict(torch.export.load(str(path)).state_dict)
+    elif format == "onnx":
+        return _onnx_state_dict(path)
+    else:
+        raise FstError(f"{path}: not an exported fst model")
+    return {k.removeprefix("net."): v for k, v in state.items()}
+
+
+def _onnx_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Weights read off the Conv/InstanceNormalization nodes in graph order, which is the module
+    order of TransformerNet; initializer names are unreliable (the exporter merges equal ones)."""
+    onnx = _optional("onnx")
+    meta = load_exported(path)[1]
+    graph = onnx.load(str(path)).graph
+    tensors = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:  # equal weights become Identity aliases; folded ones Constant nodes
+        if node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+        elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    params = [node.input[1:3] for node in graph.node if node.op_type in ("Conv", "InstanceNormalization")]
+    names = [n for n, m in TransformerNet(**meta["net"]).named_modules() if isinstance(m, (nn.Conv2d, nn.InstanceNorm2d))]
+    if len(params) != len(names):
+        raise FstError(f"{path}: graph has {len(params)} conv/norm layers, config {meta['net']} has {len(names)}")
+    state = {}
+    for name, (weight, bias) in zip(names, params):
+        state[f"{name}.weight"] = torch.from_numpy(tensors[weight].copy())
+        state[f"{name}.bias"] = torch.from_numpy(tensors[bias].copy())
+    return state
+
+
+def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
+    """An eager, fp32, eval-mode TransformerNet with an artefact's weights (tiling needs module hooks)."""
+    _, meta = load_exported(path)
+    net = TransformerNet(**meta["net"])
+    state = exported_state_dict(path)
+    wanted = net.state_dict()
+    try:
+        net.load_state_dict({k: state[k].float() for k in wanted})
+    except (KeyError, RuntimeError) as e:
+        raise FstError(f"{path}: weights do not match the transformer config {meta['net']}: {e}") from None
+    return net.eval(), meta
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors become one-line FstErrors (exit 2 through fst.cli)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise FstError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fst export", description="Export a trained transformer for single-pass inference.")
+    p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`)")
+    p.add_argument("--out", type=Path, required=True, help="output file (or existing folder)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="default: from --out's suffix, else torchscript")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
+    p.add_argument("--channels-last", action="store_true", help="channels-last weights and input (faster on tensor cores)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last)
+    _, meta = load_exported(out)  # read it back: a file we cannot load must not look like success
+    size_mb = out.stat().st_size / 1e6
+    print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, style {meta['style_name']!r}, step {meta['global_step']})")
+    return 0
