@@ -14,8 +14,15 @@
 # Such machines may have an older torch and no package index: missing pure-Python packages are
 # installed from a wheel folder beside the checkout ($FST_WHEELS, default .whl; `make gpu-wheels`
 # fills it), and the VGG weights come from $FST_CACHE (default .gpu_cache; see docs/gpu.md).
+#
+# FST_CHECK_QUICK=1 shrinks every step (about 3 minutes); FST_CHECK_DEVICE=cpu dry-runs the script
+# on a machine without a GPU (tiny sizes), to catch mistakes before spending GPU time.
 set -uo pipefail
 OUT=${1:?usage: scripts/gpu_check.sh OUTDIR}
+QUICK=${FST_CHECK_QUICK:-0}
+DEV=${FST_CHECK_DEVICE:-cuda}
+if [ "$DEV" = cuda ]; then ACCEL=gpu; SIZE=256; BATCH=16; else ACCEL=cpu; SIZE=64; BATCH=2; fi
+if [ "$QUICK" = 1 ]; then STEPS=60; TESTS=tests/test_cuda.py; else STEPS=300; TESTS=tests; fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
@@ -25,8 +32,9 @@ WHEELS=${FST_WHEELS:-.whl}
 SUMMARY=$OUT/summary.md
 echo "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$SUMMARY"
 
-step() {  # step NAME SECONDS CMD... : run with a limit, log to OUTDIR/NAME.log, record the outcome
+step() {  # step NAME SECONDS QUICK_SECONDS CMD... : run with a limit, log to OUTDIR/NAME.log, record it
   local name=$1 limit=$2; shift 2
+  if [ "$QUICK" = 1 ]; then limit=$1; fi; shift
   local t0=$SECONDS
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
@@ -49,40 +57,53 @@ if [ -n "$missing" ]; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   $PY -c "import sys, torch, torchvision, pytorch_lightning as pl, webdataset, jsonargparse; print('python', sys.version.split()[0], '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| lightning', pl.__version__, '| webdataset', webdataset.__version__, '| jsonargparse', jsonargparse.__version__, '| cuda', torch.cuda.is_available())"
   $PY -m fst.cli weights info
 } >> "$OUT/env.log" 2>&1
 sed 's/^/    /' "$OUT/env.log" >> "$SUMMARY"
 
-# 2. tests (the VGG19 relu5_1 check needs the full VGG19, which is not carried to this box)
-step tests 140 $PY -m pytest -q -p no:cacheprovider -x --durations=5 \
-  --deselect "tests/test_vgg.py::test_trained_network_is_sparse_on_a_real_photo[vgg19-relu5_1]" tests
-tail -n 3 "$OUT/tests.log" | sed 's/^/    /' >> "$SUMMARY"
-
-# 3. training benchmark
-step bench_train 110 $PY scripts/bench_train.py --device cuda --batch 16 --steps 15 --warmup 3 \
-  --json "$OUT/bench_train.json" \
-  --only "fp32 eager" "bf16 autocast" "channels_last" "bf16 + channels_last" "fp16 autocast + channels_last" \
-         "bf16 + channels_last + compile"
+# 2. training benchmark (first: the figure GPU time is scarcest for)
+if [ "$QUICK" = 1 ]; then VARIANTS=("fp32 eager" "bf16 + channels_last" "fp16 autocast + channels_last")
+else VARIANTS=("fp32 eager" "bf16 autocast" "channels_last" "bf16 + channels_last" "fp16 autocast + channels_last"
+               "bf16 + channels_last + compile"); fi
+step bench_train 110 35 $PY scripts/bench_train.py --device "$DEV" --size $SIZE --batch $BATCH \
+  --steps $([ "$QUICK" = 1 ] && echo 8 || echo 15) --warmup 3 --json "$OUT/bench_train.json" --only "${VARIANTS[@]}"
 grep '^|' "$OUT/bench_train.log" >> "$SUMMARY"
 
-step bench_losses 40 $PY scripts/bench_losses.py --device cuda --repeats 10
-grep '^|' "$OUT/bench_losses.log" >> "$SUMMARY"
+# 3. tests (the VGG19 relu5_1 check needs the full VGG19, which is not carried to this box)
+step tests 140 45 $PY -m pytest -q -p no:cacheprovider -x --durations=5 \
+  --deselect "tests/test_vgg.py::test_trained_network_is_sparse_on_a_real_photo[vgg19-relu5_1]" $TESTS
+tail -n 3 "$OUT/tests.log" | sed 's/^/    /' >> "$SUMMARY"
+
 
 # 4. a short real training run on the sample shards
-step fit 80 $PY -m fst.cli fit --config configs/quickstart.yaml --trainer.accelerator gpu \
-  --trainer.precision bf16-mixed --trainer.max_steps 300 --trainer.benchmark true \
-  --data.crop_size 256 --data.val_size 256 --data.batch_size 16 --data.num_workers 6 \
+step fit 80 50 $PY -m fst.cli fit --config configs/quickstart.yaml --trainer.accelerator $ACCEL \
+  --trainer.precision bf16-mixed --trainer.max_steps $STEPS --trainer.benchmark true \
+  --data.crop_size $SIZE --data.val_size $SIZE --data.batch_size $BATCH --data.num_workers 6 \
   --model.style_size 512 --model.channels_last true --trainer.enable_progress_bar false \
   --trainer.default_root_dir "$OUT/run" --trainer.logger.init_args.save_dir "$OUT/run" \
-  --checkpoint.dirpath "$OUT/run/checkpoints" --checkpoint.every_n_train_steps 100
-grep -E "images_per_sec|Trainer.fit|Error|error" "$OUT/fit.log" | tail -n 3 | sed 's/^/    /' >> "$SUMMARY"
+  --checkpoint.dirpath "$OUT/run/checkpoints" --checkpoint.every_n_train_steps 50
+grep -E "Trainer.fit|Error|error" "$OUT/fit.log" | tail -n 3 | sed 's/^/    /' >> "$SUMMARY"
+$PY - "$OUT/run" >> "$SUMMARY" 2>&1 <<'PYEOF'
+import statistics, sys
+from pathlib import Path
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(str(next(Path(sys.argv[1]).rglob("events.out.tfevents.*")).parent)); acc.Reload()
+ips = [e.value for e in acc.Scalars("perf/images_per_sec")][2:]
+first, last = acc.Scalars("loss/total")[0], acc.Scalars("loss/total")[-1]
+print(f"    fit: median {statistics.median(ips):.0f} images/s over {len(ips)} logged steps; "
+      f"loss/total {first.value:.3f} (step {first.step}) -> {last.value:.3f} (step {last.step})")
+PYEOF
 
 # 5. export, stylize on CUDA, inference benchmark
-step export 40 $PY -m fst.cli export "$OUT/run/checkpoints/last.ckpt" --out "$OUT/model.pt"
-step stylize 40 $PY -m fst.cli stylize fst/assets/photos/alpaca.jpg fst/assets/photos/brandenburg_gate.jpg \
-  --model "$OUT/model.pt" --out "$OUT/stylized" --device cuda
-step bench_infer 60 $PY scripts/bench_infer.py --device cuda --json "$OUT/bench_infer.json"
-grep '^|' "$OUT/bench_infer.log" >> "$SUMMARY"
+step export 40 15 $PY -m fst.cli export "$OUT/run/checkpoints/last.ckpt" --out "$OUT/model.pt"
+step stylize 40 15 $PY -m fst.cli stylize fst/assets/photos/alpaca.jpg fst/assets/photos/brandenburg_gate.jpg \
+  --model "$OUT/model.pt" --out "$OUT/stylized" --device "$DEV"
+step bench_losses 40 20 $PY scripts/bench_losses.py --device "$DEV" --repeats 10 --size $SIZE
+grep '^|' "$OUT/bench_losses.log" >> "$SUMMARY"
+if [ "$QUICK" != 1 ]; then
+  step bench_infer 60 25 $PY scripts/bench_infer.py --device "$DEV" --quick --json "$OUT/bench_infer.json"
+  grep '^|' "$OUT/bench_infer.log" >> "$SUMMARY"
+fi
 echo "done in $SECONDS s" | tee -a "$SUMMARY"
