@@ -18,20 +18,9 @@ from fst.checkpoint import payload
 from fst.cli import main as cli
 from fst.export import FORMATS, SUFFIXES, export_model, load_exported, transformer_from_exported
 from fst.transformer import TransformerNet
+from nets import make_net
 
 PHOTOS = Path(__file__).resolve().parent.parent / "fst" / "assets" / "photos"
-
-
-def make_net(seed: int = 0) -> TransformerNet:
-    """A tiny net with random but fixed weights, instance-norm affine included (not the 1/0 init)."""
-    torch.manual_seed(seed)
-    net = TransformerNet(channels=8, n_residual=1).eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return net
 
 
 def photo(name: str, size: tuple[int, int]) -> torch.Tensor:
