@@ -156,3 +156,15 @@ def test_ddp_two_ranks_train_on_different_data_and_save_one_checkpoint(tmp_path)
     assert len(seen[0]) == len(seen[1]) == 6  # 3 steps x batch 2 on each rank
     assert not set(seen[0]) & set(seen[1])  # split_by_node: disjoint shards per rank
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt")) == ["last.ckpt", "step0000003.ckpt"]
+
+
+@pytest.mark.slow
+def test_bf16_mixed_on_cpu_then_validate_the_checkpoint(tmp_path, capsys):
+    assert cli(run_args(tmp_path, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "2",
+                        "--model.channels_last", "true")) == 0
+    ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    net, _ = transformer_from_checkpoint(ckpt)
+    assert ckpt["global_step"] == 2 and all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in net.parameters())
+    val = ["validate", *run_args(tmp_path)[1:], "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]
+    assert cli(val) == 0
+    assert "val/total" in capsys.readouterr().out  # Lightning prints the validation metrics table
