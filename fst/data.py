@@ -121,8 +121,9 @@ class _Augment(PipelineStage):
     """Sample dict -> {"image", "key", "skipped"}; undecodable samples are dropped, warned about
     and counted in the next sample's "skipped"."""
 
-    def __init__(self, crop_size: int, flip: bool, seed: int) -> None:
+    def __init__(self, crop_size: int, flip: bool, seed: int, decode: bool = True) -> None:
         self.crop_size, self.flip, self.seed, self.epoch = crop_size, flip, seed, -1
+        self.decode = decode  # False: pass raw JPEG bytes + crop parameters (fst.device_decode)
 
     def run(self, src: Iterator[dict]) -> Iterator[dict]:
         self.epoch += 1
@@ -130,7 +131,7 @@ class _Augment(PipelineStage):
         skipped = 0
         for sample in src:
             try:
-                image = self.crop(sample, rng)
+                image = self.crop(sample, rng) if self.decode else self.raw(sample, rng)
             except ImageError as e:
                 warnings.warn(f"skipping bad sample {e}", stacklevel=1)
                 skipped += 1
@@ -139,6 +140,13 @@ class _Augment(PipelineStage):
             skipped = 0
         if skipped:  # bad samples at the very end still have to be counted
             yield {"image": None, "key": None, "skipped": skipped}
+
+    def raw(self, sample: dict, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+        if not data:
+            raise ImageError(f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}", "no image in sample")
+        uvf = torch.tensor([rng.random(), rng.random(), rng.random() if self.flip else 1.0])
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), uvf
 
     def crop(self, sample: dict, rng: random.Random) -> torch.Tensor:
         name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
@@ -186,9 +194,13 @@ class _Batch(PipelineStage):
             yield held
 
 
-def collate(images: list[torch.Tensor], keys: list[str], skipped: int) -> dict:
-    """The batch contract from a list of (3, S, S) images."""
-    return {"image": torch.stack(images), "skipped": torch.tensor(skipped, dtype=torch.long), "key": keys}
+def collate(images: list, keys: list[str], skipped: int) -> dict:
+    """The batch contract from a list of (3, S, S) images, or of (raw bytes, crop parameters) pairs
+    that `ShardDataModule.on_before_batch_transfer` decodes on the device."""
+    batch = {"skipped": torch.tensor(skipped, dtype=torch.long), "key": keys}
+    if isinstance(images[0], tuple):
+        return batch | {"jpeg": [raw for raw, _ in images], "crop": torch.stack([uvf for _, uvf in images])}
+    return batch | {"image": torch.stack(images)}
 
 
 # ---------------------------------------------------------------- preview photos
@@ -231,6 +243,7 @@ class ShardDataModule(pl.LightningDataModule):
         epoch_length: int | None = None,
         val_count: int = 4,
         pin_memory: bool = True,
+        decode_on_device: bool = False,
         seed: int = 0,
     ) -> None:
         """
@@ -252,6 +265,8 @@ class ShardDataModule(pl.LightningDataModule):
                 makes the stream repeat or stop at that length (also what multi-GPU finite runs need).
             val_count: number of preview photos.
             pin_memory: pin batches for faster host-to-GPU copies (only when CUDA is available).
+            decode_on_device: decode JPEGs and crop on the training device (nvJPEG on CUDA) instead
+                of in the loader workers; see fst/device_decode.py.
             seed: seeds shard order, shuffling, crops and flips.
         """
         super().__init__()
@@ -273,6 +288,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.epoch_length = epoch_length
         self.val_count = val_count
         self.pin_memory = pin_memory
+        self.decode_on_device = decode_on_device
         self.seed = seed
         self.urls: list[str] = []
         self.photos: list[dict] = []
@@ -316,6 +332,22 @@ class ShardDataModule(pl.LightningDataModule):
             loader = loader.with_epoch(self.epoch_length).with_length(self.epoch_length, silent=True)
         return loader
 
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        trainer = getattr(self, "trainer", None)
+        return self.decode(batch, trainer.strategy.root_device if trainer is not None else torch.device("cpu"))
+
+    def decode(self, batch: dict, device: torch.device) -> dict:
+        """A `decode_on_device` batch (raw JPEG bytes) -> the contract batch, decoded on `device`."""
+        if "jpeg" not in batch:
+            return batch
+        from fst.device_decode import decode_and_crop
+
+        images, good = decode_and_crop(batch.pop("jpeg"), batch.pop("crop"), self.crop_size, device)
+        batch["skipped"] = batch["skipped"] + (len(batch["key"]) - len(good))
+        batch["key"] = [batch["key"][i] for i in good]
+        batch["image"] = images
+        return batch
+
     def val_dataloader(self) -> DataLoader | list:
         if self.val_photos is None:
             return []
@@ -334,7 +366,7 @@ class ShardDataModule(pl.LightningDataModule):
             *shards,
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
             _Shuffle(self.shuffle_buffer, self.stream_seed) if self.shuffle_buffer > 1 else None,
-            _Augment(self.crop_size, self.flip, self.stream_seed),
+            _Augment(self.crop_size, self.flip, self.stream_seed, decode=not self.decode_on_device),
             _Batch(self.batch_size, partial=not self.resampled),
         )
 

@@ -103,6 +103,8 @@ step stylize 40 15 $PY -m fst.cli stylize fst/assets/photos/alpaca.jpg fst/asset
 step bench_losses 40 20 $PY scripts/bench_losses.py --device "$DEV" --repeats 10 --size $SIZE
 grep '^|' "$OUT/bench_losses.log" >> "$SUMMARY"
 if [ "$QUICK" != 1 ]; then
+  step bench_data 60 20 $PY scripts/bench_data.py --workers 0,4 --repeats 1 --batches 30 --decode-on-device "$DEV"
+  grep '^|' "$OUT/bench_data.log" >> "$SUMMARY"
   step bench_infer 60 25 $PY scripts/bench_infer.py --device "$DEV" --quick --json "$OUT/bench_infer.json"
   grep '^|' "$OUT/bench_infer.log" >> "$SUMMARY"
 fi

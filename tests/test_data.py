@@ -225,3 +225,21 @@ def test_resumed_run_continues_with_new_data_not_a_replay(shards: Path) -> None:
     assert resumed != fresh  # not the batches the first run already trained on
     assert resumed == resumed_again  # still reproducible
     assert ShardDataModule(str(shards)).state_dict()["global_step"] == 0
+
+
+def test_decode_on_device_keeps_the_contract_and_counts_bad_samples(corrupt_shards: tuple[Path, str]) -> None:
+    """decode_on_device: workers pass raw JPEG bytes, the datamodule decodes them in
+    on_before_batch_transfer (here on the CPU device; nvJPEG on CUDA)."""
+    folder, bad_key = corrupt_shards
+    dm = ShardDataModule(str(folder), val_photos=None, crop_size=24, batch_size=4, num_workers=0, decode_on_device=True)
+    dm.setup("fit")
+    raw_batches = _epoch(dm)
+    assert all("jpeg" in b and "image" not in b for b in raw_batches)
+    with pytest.warns(UserWarning, match="skipping bad sample"):
+        batches = [dm.on_before_batch_transfer(b, 0) for b in raw_batches]
+    for b in batches:
+        assert b["image"].dtype == torch.float32 and b["image"].shape[1:] == (3, 24, 24)
+        assert 0 <= b["image"].min() and b["image"].max() <= 1 and len(b["key"]) == b["image"].shape[0]
+    keys = _keys(batches)
+    assert sum(int(b["skipped"]) for b in batches) == 1 and bad_key not in keys
+    assert len(keys) == len(set(keys)) == N_IMAGES - 1

@@ -168,3 +168,10 @@ def test_bf16_mixed_on_cpu_then_validate_the_checkpoint(tmp_path, capsys):
     val = ["validate", *run_args(tmp_path)[1:], "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]
     assert cli(val) == 0
     assert "val/total" in capsys.readouterr().out  # Lightning prints the validation metrics table
+
+
+@pytest.mark.slow
+def test_fit_with_decode_on_device(tmp_path):
+    assert cli(run_args(tmp_path, "--trainer.max_steps", "2", "--data.decode_on_device", "true")) == 0
+    assert load_checkpoint(tmp_path / "ckpt" / "last.ckpt")["global_step"] == 2
+    assert events(tmp_path).Scalars("data/skipped")[-1].value == 0
