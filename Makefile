@@ -25,10 +25,10 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 
 weights: $(CACHE)/vgg16.safetensors $(CACHE)/vgg19.safetensors
 
-$(CACHE)/vgg16.safetensors: $(VENV)/.installed
+$(CACHE)/vgg16.safetensors: | $(VENV)/.installed
 	$(BIN)/fst weights fetch --arch vgg16
 
-$(CACHE)/vgg19.safetensors: $(VENV)/.installed
+$(CACHE)/vgg19.safetensors: | $(VENV)/.installed
 	$(BIN)/fst weights fetch --arch vgg19
 
 test: setup weights
