@@ -27,6 +27,16 @@ def style_path() -> Path:
     return ASSETS / "styles" / "starry_night.jpg"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets gain nothing from intra-op threads, and on a busy 2-core runner OpenMP threads
+    spinning against other processes made the export/stylize tests ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
