@@ -132,7 +132,7 @@ def gram(f: torch.Tensor, t: Stats) -> torch.Tensor:
     return rel(gram_matrix(f) - t["gram"], t["gram"])
 
 
-@register("covariance", "inter", "O(C²·N)", lambda s: {"cov": covariance(s)}, weight=0.23)
+@register("covariance", "inter", "O(C²·N)", lambda s: {"cov": covariance(s)}, weight=0.19)
 def covariance_loss(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = ‖Σ(F) − Σ(S)‖²_F / ‖Σ(S)‖²_F,  Σ(X) = (X − μ)(X − μ)ᵀ / (C·N)  (centred Gram)."""
     return rel(covariance(f) - t["cov"], t["cov"])
@@ -145,7 +145,7 @@ def _mmd_target(s: torch.Tensor) -> Stats:
     return {"samples": y, "bandwidth2": d2.median().clamp_min(EPS).reshape(1)}  # median heuristic
 
 
-@register("mmd_gaussian", "inter", "O(C·N)", _mmd_target, weight=3.7)
+@register("mmd_gaussian", "inter", "O(C·N)", _mmd_target, weight=1.6)
 def mmd_gaussian(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = MMD²_lin(F, S) = mean_i k(x_i, x'_i) + k(y_i, y'_i) − k(x_i, y'_i) − k(x'_i, y_i),
     k(a, b) = exp(−‖a − b‖² / h²), h² = median pairwise ‖y − y'‖² of S; (x, x') and (y, y') are
@@ -167,7 +167,7 @@ def mmd_gaussian(f: torch.Tensor, t: Stats) -> torch.Tensor:
     return (kern(x1, x2) + kern(y1, y2) - kern(x1, y2) - kern(x2, y1)).mean(-1)
 
 
-@register("sliced_wasserstein", "inter", "O(K·C·N + K·N log N)", lambda s: {"samples": subsample(s)}, weight=1.5)
+@register("sliced_wasserstein", "inter", "O(K·C·N + K·N log N)", lambda s: {"samples": subsample(s)}, weight=0.71)
 def sliced_wasserstein(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = mean_k W₂²(vₖᵀF, vₖᵀS) / mean_k E[(vₖᵀS)²], K random unit vₖ in channel space, fresh each
     call; W₂² of 1-D samples = mean squared difference of their sorted values (quantile functions)."""
@@ -181,7 +181,7 @@ def sliced_wasserstein(f: torch.Tensor, t: Stats) -> torch.Tensor:
 
 # --- intra-class: each channel on its own --------------------------------------------------------
 
-@register("mean", "intra", "O(C·N)", lambda s: {"mean": s.mean(-1)}, weight=0.49)
+@register("mean", "intra", "O(C·N)", lambda s: {"mean": s.mean(-1)}, weight=0.3)
 def mean(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = ‖μ(F) − μ(S)‖² / ‖μ(S)‖²,  μ = per-channel mean (= MMD with a linear kernel, Li et al. 2017)."""
     return rel(f.mean(-1) - t["mean"], t["mean"])
@@ -192,7 +192,7 @@ def _mean_std_target(s: torch.Tensor) -> Stats:
     return {"mean": mu, "std": sigma}
 
 
-@register("mean_std", "intra", "O(C·N)", _mean_std_target, weight=0.76)
+@register("mean_std", "intra", "O(C·N)", _mean_std_target, weight=0.65)
 def mean_std(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = (‖μ(F) − μ(S)‖² + ‖σ(F) − σ(S)‖²) / (‖μ(S)‖² + ‖σ(S)‖²),  per-channel mean and std
     (the BN-statistics loss of Li et al. 2017)."""
@@ -202,7 +202,7 @@ def mean_std(f: torch.Tensor, t: Stats) -> torch.Tensor:
 
 
 @register("channel_wasserstein", "intra", "O(C·N log N)",
-          lambda s: {"quantiles": quantiles(s.sort(-1).values, min(s.shape[-1], MAX_SAMPLES))}, weight=0.65)
+          lambda s: {"quantiles": quantiles(s.sort(-1).values, min(s.shape[-1], MAX_SAMPLES))}, weight=0.51)
 def channel_wasserstein(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = Σ_c W₂²(F_c, S_c) / Σ_c E[S_c²]: per channel, the mean squared difference of sorted values
     (1-D optimal transport = histogram matching), style quantiles resampled to N."""
