@@ -636,12 +636,17 @@ def run_calibration(args: argparse.Namespace, names: list[str], budget: Budget, 
     photos = load_photos(photos_at, budget.crop).to(args.device)
     rows = calibrate(names, args.styles, photos, budget, args.device, args.draws, reference)
     cols = ["loss", "family", "current_weight", "grad_norm", "current_push_vs_ref", "new_weight", "spread"]
-    table = markdown_table(rows, cols)
     note = (f"Reference {reference}; {len(photos_at)} photos at {budget.crop}² × {len(args.styles)} paintings "
             f"({', '.join(resolve_style_path(s).stem for s in args.styles)}) at style_size {budget.style_size}; "
             f"{budget.arch}; {args.draws} draws per gradient; {machine(args.device)}.\n")
-    write_atomic(args.out / "calibration_gradient.csv", csv_text(rows, cols))
-    write_atomic(args.out / "calibration_gradient.md", note + "\n" + table)
+    return publish_table(args.out / "calibration_gradient", rows, cols, note)
+
+
+def publish_table(stem: Path, rows: list[dict], cols: list[str], note: str) -> int:
+    """Write STEM.csv and STEM.md (note + Markdown table) atomically and print them."""
+    table = markdown_table(rows, cols)
+    write_atomic(stem.with_suffix(".csv"), csv_text(rows, cols))
+    write_atomic(stem.with_suffix(".md"), note + "\n" + table)
     print(note)
     print(table)
     return 0
@@ -653,19 +658,14 @@ def run_content_calibration(args: argparse.Namespace, reference: str) -> int:
         table = folder / "metrics.csv"
         if not table.is_file():
             raise FstError(f"{table}: no study results (run `fst compare --out {folder}` first)")
-        rows += list(csv.DictReader(table.open()))
+        rows += list(csv.DictReader(table.read_text().splitlines()))
     if not any(r["loss"] == reference for r in rows):
         raise FstError(f"reference loss {reference!r} is not in the studies")
     out = content_matched(rows, reference)
     cols = ["loss", "family", "current_weight", "slope", "new_weight", "per_style"]
-    table = markdown_table(out, cols)
     note = (f"Content-matched weights: reference {reference} at weight {losses.get(reference).weight:g}, "
             f"from {', '.join(str(f) for f in args.from_studies)}; {datetime.date.today()}.\n")
-    write_atomic(args.out / "calibration_content.csv", csv_text(out, cols))
-    write_atomic(args.out / "calibration_content.md", note + "\n" + table)
-    print(note)
-    print(table)
-    return 0
+    return publish_table(args.out / "calibration_content", out, cols, note)
 
 
 def fast_step_ms(cost: dict) -> float:
