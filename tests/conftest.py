@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
+
+# CI must give the same verdict on every run: by default hypothesis draws the same examples each
+# time. HYPOTHESIS_PROFILE=explore searches fresh examples (and remembers failures) when hunting.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ASSETS = Path(__file__).resolve().parents[1] / "fst" / "assets"
 

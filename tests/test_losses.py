@@ -45,10 +45,12 @@ def test_family_names_select_defaults_and_unknown_names_fail():
 def test_zero_on_identical_positive_on_different(c, n, seed, name):
     s = relu_features(1, c, n, seed)[0]
     assert value(name, s[None], s).abs().item() < 1e-6
-    # A different distribution (scaled and shifted). n >= 64 because mmd_gaussian's linear-time
-    # estimator is unbiased but noisy: with a handful of pairs it can dip below zero.
+    # A different distribution (scaled and shifted). mmd_gaussian's linear-time estimator is
+    # unbiased but noisy: one draw of n/2 pairs dips below zero ~0.3% of the time (CI hit one), so
+    # the claim is about its expectation, estimated over 16 draws (worst seen over this space: 0.04).
     other = relu_features(2, c, n, seed + 1) * 2.0 + 0.5
-    assert (value(name, other, s) > 1e-6).all()
+    expected = torch.stack([value(name, other, s, seed=k) for k in range(16)]).mean(0)
+    assert (expected > 1e-6).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
