@@ -6,7 +6,8 @@
 
 Weights are random: speed does not depend on their values, only on shapes and dtypes.
 Variants (each at 512x512, 1280x720, 1920x1080, batch 1):
-  CPU:  eager fp32, exported TorchScript fp32 (the `fst export` artefact), eager bf16.
+  CPU:  eager fp32, exported TorchScript fp32 (the `fst export` artefact), eager bf16 (NCHW and
+        channels-last); with --compile also torch.compile (inductor) fp32 and bf16.
   CUDA: eager fp32 (TF32 convs as cuDNN defaults), eager fp16 and bf16, TorchScript fp16,
         fp16 channels-last, and fp16 channels-last replayed as a CUDA graph (captured once per shape);
         with --compile also torch.compile (inductor, default mode) of fp16 channels-last.
@@ -97,17 +98,25 @@ def cuda_graph(net: torch.nn.Module, x: torch.Tensor) -> Run:
     return run
 
 
-def cpu_variants(net: TransformerNet) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
-    fp32 = net.float()
-    scripted = torchscript(fp32)
-    bf16 = TransformerNet(**net.config).eval()
-    bf16.load_state_dict(net.state_dict())
-    bf16 = bf16.to(torch.bfloat16)
-    return {
+def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
+    def copy(dtype: torch.dtype, channels_last: bool = False) -> TransformerNet:
+        n = TransformerNet(**net.config).eval()
+        n.load_state_dict(net.state_dict())
+        n = n.to(dtype=dtype)
+        return n.to(memory_format=torch.channels_last) if channels_last else n
+
+    fp32, bf16 = copy(torch.float32), copy(torch.bfloat16)
+    variants = {
         "eager fp32": (lambda size: fp32, torch.float32, False),
-        "TorchScript fp32": (lambda size: scripted, torch.float32, False),
+        "TorchScript fp32": (lambda size: torchscript(fp32), torch.float32, False),
         "eager bf16": (lambda size: bf16, torch.bfloat16, False),
+        "eager bf16 channels-last": (lambda size: copy(torch.bfloat16, True), torch.bfloat16, True),
     }
+    if compile:  # as `fst stylize --compile` runs it: compiled once per shape in the untimed warm-up
+        fp32_c, bf16_c = (torch.compile(copy(dt), dynamic=False) for dt in (torch.float32, torch.bfloat16))
+        variants["torch.compile fp32"] = (lambda size: fp32_c, torch.float32, False)
+        variants["torch.compile bf16"] = (lambda size: bf16_c, torch.bfloat16, False)
+    return variants
 
 
 def cuda_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
@@ -151,7 +160,7 @@ def bench(device: str, quick: bool, compile: bool = False) -> list[dict]:
     torch.manual_seed(0)
     net = TransformerNet().eval()  # default size, random weights
     results = []
-    make = cpu_variants(net) if device == "cpu" else cuda_variants(net, compile)
+    make = cpu_variants(net, compile) if device == "cpu" else cuda_variants(net, compile)
     for name, (runner, dtype, channels_last) in make.items():
         for w, h in SIZES:
             row = {"device": device, "variant": name, "width": w, "height": h}
@@ -207,7 +216,7 @@ def main() -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CPU, plus CUDA when present")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (CPU: 2 per size)")
     p.add_argument("--json", type=Path, default=None, help="write all results here")
-    p.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile (slow to compile)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles per shape in the untimed warm-up: minutes on a small CPU)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_infer: --device cuda but no CUDA device", file=sys.stderr)

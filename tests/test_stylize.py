@@ -213,3 +213,28 @@ def test_cuda_fp16_matches_cpu(ckpt: Path, tmp_path: Path) -> None:
         assert (gpu(x).cpu() - cpu).abs().max().item() < 2e-2, model
         tiled = gpu(x, tile=256, overlap=64).cpu()
         assert (tiled - cpu).abs().mean().item() < 2e-3, model
+
+
+def test_compile_matches_eager_on_two_sizes(ckpt: Path, tmp_path: Path) -> None:
+    """Real inductor compilation on CPU (needs the C++ compiler the machine has), of an exported
+    artefact's weights; a second size recompiles rather than failing or reusing the wrong shape."""
+    model = export_model(ckpt, tmp_path / "tiny.pt")
+    eager, compiled = Stylizer(ckpt, device="cpu"), Stylizer(model, device="cpu", compile=True)
+    for h, w in ((37, 50), (64, 45)):
+        x = torch.rand(1, 3, h, w)
+        out = compiled(x)
+        assert compiled._compiled is not None, "compilation failed and fell back to eager"
+        assert out.shape == x.shape and torch.allclose(out, eager(x), atol=1e-4)
+
+
+def test_compile_failure_falls_back_to_eager(ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = Stylizer(ckpt, device="cpu", compile=True)
+
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("InductorError: no working C++ compiler")
+
+    s._compiled = broken  # what a machine without a compiler does on the first call
+    x = torch.rand(1, 3, 20, 24)
+    assert torch.equal(s(x), Stylizer(ckpt, device="cpu")(x))
+    assert "torch.compile failed (RuntimeError: InductorError: no working C++ compiler); running eager" in capsys.readouterr().err
+    assert s._compiled is None
