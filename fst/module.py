@@ -96,7 +96,9 @@ class StyleTransferModule(pl.LightningModule):
                                         content_weight, style_weight, tv_weight, pooling, vgg_weights)
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        self.forward_net = torch.compile(self.transformer) if compile else self.transformer
+        # A compiled bound method, not a compiled module: an OptimizedModule attribute would register
+        # a second copy of the weights (`_orig_mod.*`) in every checkpoint.
+        self._forward = torch.compile(self.transformer.forward) if compile else self.transformer.forward
         self.strict_loading = False  # checkpoints leave out the frozen VGG (it comes from the weights cache)
         self._skipped = 0
         self._last_step_time: float | None = None
@@ -134,7 +136,7 @@ class StyleTransferModule(pl.LightningModule):
     # --- steps ---------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_net(x)
+        return self._forward(x)
 
     def stylize_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward pass of the training objective: (stylized y, loss terms incl. 'total')."""
