@@ -213,6 +213,8 @@ def test_cuda_fp16_matches_cpu(ckpt: Path, tmp_path: Path) -> None:
         assert (gpu(x).cpu() - cpu).abs().max().item() < 2e-2, model
         tiled = gpu(x, tile=256, overlap=64).cpu()
         assert (tiled - cpu).abs().mean().item() < 2e-3, model
+    compiled = Stylizer(ckpt, compile=True)  # CUDA fp16 through inductor (Triton kernels)
+    assert (compiled(x).cpu() - cpu).abs().max().item() < 2e-2 and compiled._compiled is not None
 
 
 def test_compile_matches_eager_on_two_sizes(ckpt: Path, tmp_path: Path) -> None:
