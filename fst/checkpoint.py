@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from fst.errors import FstError
+from fst.errors import FstError, first_line
 from fst.transformer import TransformerNet
 
 FORMAT = 1
@@ -47,8 +47,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FstError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first[:200]}") from None
+        raise FstError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first_line(e)[:200]}") from None
     if not isinstance(ckpt, dict) or "fst" not in ckpt or "state_dict" not in ckpt:
         raise FstError(f"{path}: not an fst checkpoint (no 'fst' metadata; was it written by `fst fit`?)")
     if ckpt["fst"].get("format") != FORMAT:

@@ -33,7 +33,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from webdataset.utils import PipelineStage, make_seed, pytorch_worker_info
 
 from fst.errors import FstError
-from fst.images import IMAGE_SUFFIXES, ImageError, open_rgb
+from fst.images import IMAGE_SUFFIXES, ImageError, image_files, open_rgb
 
 SAMPLE = "sample"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # img2dataset writes any of these
@@ -206,16 +206,18 @@ def collate(images: list, keys: list[str], skipped: int) -> dict:
 # ---------------------------------------------------------------- preview photos
 
 
+def square_photo(path: Path, size: int) -> torch.Tensor:
+    """(3, size, size) in [0, 1]: the photo's short side resized to `size` and centre-cropped."""
+    img = ImageOps.fit(open_rgb(path), (size, size), Image.Resampling.BICUBIC)
+    return to_dtype(pil_to_tensor(img), torch.float32, scale=True)
+
+
 def load_photos(folder: Path, count: int, size: int) -> list[dict]:
-    """The first `count` photos of `folder` (sorted), short side resized to `size` and centre-cropped."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The first `count` photos of `folder` (sorted), as `square_photo`s."""
+    files = image_files(folder)
     if not files:
         raise FstError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    photos = []
-    for path in files[:count]:
-        img = ImageOps.fit(open_rgb(path), (size, size), Image.Resampling.BICUBIC)
-        photos.append({"image": to_dtype(pil_to_tensor(img), torch.float32, scale=True), "key": path.stem})
-    return photos
+    return [{"image": square_photo(path, size), "key": path.stem} for path in files[:count]]
 
 
 def _collate_photos(photos: list[dict]) -> dict:

@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fst.errors import FstError
+from fst.errors import FstError, first_line
 
 # Far above any photo we train on, far below what would exhaust memory when decoded.
 MAX_PIXELS = 100_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file below `folder` (recursive, by suffix), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -125,7 +130,7 @@ def _draft_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
 
 
 def _decode_reason(e: Exception) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    text = first_line(e)
     if "truncated" in text or isinstance(e, EOFError):
         return "truncated"
     return f"cannot decode ({text})"

@@ -44,7 +44,9 @@ from fst import losses
 from fst.checkpoint import transformer_from_checkpoint
 from fst.criterion import flat
 from fst.errors import FstError
-from fst.images import IMAGE_SUFFIXES, open_rgb
+from fst.data import square_photo
+from fst.export import atomic_path
+from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import OTHER_ARCH, STYLE_STATS, FeatureMetrics, detail, ssim
 from fst.module import load_style, resolve_style_path
 from fst.shards import sample_photos_dir
@@ -100,9 +102,10 @@ class Run:
 
 
 class CostMeter(pl.Callback):
-    """Time of every training step (forward, backward, optimizer step; the median after `warmup` steps) and
-    peak training memory (CUDA: max allocated; CPU: peak RSS growth over the RSS at the first step),
-    written as JSON to `out` when training ends; loaded by `fst fit` from the generated config."""
+    """Time of every training step (forward, backward, optimizer step; the report summarises them with
+    `fast_step_ms`, skipping `warmup` steps) and peak training memory (CUDA: max allocated; CPU: peak
+    RSS growth over the RSS at the first step), written as JSON to `out` when training ends; loaded by
+    `fst fit` from the generated config."""
 
     def __init__(self, out: str, warmup: int = 2):
         self.out, self.warmup = Path(out), warmup
@@ -128,11 +131,10 @@ class CostMeter(pl.Callback):
         self.times.append((time.perf_counter() - self.t0) * 1e3)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        timed = self.times[self.warmup:] or self.times
         cuda = module.device.type == "cuda"
         peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else proc_status_mb("VmHWM") - self.base_mb
         write_atomic(self.out, json.dumps({
-            "steps": len(self.times), "train_ms_per_step": median(timed), "train_s": time.perf_counter() - self.start,
+            "steps": len(self.times), "train_s": time.perf_counter() - self.start,
             "peak_mem_mb": peak, "memory": "cuda max_memory_allocated" if cuda else "cpu peak RSS growth",
             "hwm_reset": self.hwm_reset or cuda, "style_loss": module.criterion.loss.name, "warmup": self.warmup,
             "weight": module.criterion.loss.weight, "step_ms": [round(t, 1) for t in self.times]}, indent=1))
@@ -236,7 +238,7 @@ def photo_paths(folder: Path | None, count: int) -> list[Path]:
         return [sample_photos_dir() / f"{name}.jpg" for name in DEFAULT_EVAL_PHOTOS[:count]]
     if not folder.is_dir():
         raise FstError(f"{folder}: evaluation photo folder not found")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     if not files:
         raise FstError(f"{folder}: no photos ({', '.join(IMAGE_SUFFIXES)})")
     return files[:count]
@@ -244,7 +246,7 @@ def photo_paths(folder: Path | None, count: int) -> list[Path]:
 
 def load_photos(paths: list[Path], size: int) -> torch.Tensor:
     """(P, 3, size, size): each photo's short side resized to `size` and centre-cropped."""
-    return torch.stack([TF.to_tensor(ImageOps.fit(open_rgb(p), (size, size), Image.Resampling.BICUBIC)) for p in paths])
+    return torch.stack([square_photo(p, size) for p in paths])
 
 
 @torch.no_grad()
@@ -398,9 +400,8 @@ def x_at(pts: list[tuple[float, float]], y: float) -> tuple[float, float]:
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
@@ -674,7 +675,3 @@ def fast_step_ms(cost: dict) -> float:
     timed = sorted(cost["step_ms"][cost.get("warmup", 2):] or cost["step_ms"])
     return timed[len(timed) // 10]
 
-
-def median(values: list[float]) -> float:
-    s = sorted(values)
-    return s[len(s) // 2] if s else float("nan")

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from fst import tiling
 from fst.checkpoint import transformer_from_checkpoint
-from fst.errors import FstError
+from fst.errors import FstError, first_line
 from fst.export import DTYPES, FORMATS, atomic_path, load_exported, sniff_format, transformer_from_exported
 from fst.images import IMAGE_SUFFIXES, alpha_channel, open_image, to_rgb
 from fst.transformer import TransformerNet
@@ -129,15 +129,16 @@ class Stylizer:
         return self._eager
 
     def full(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(DTYPES[self.dtype])  # artefacts cast to their dtype too: the same values either way
         if self._compiled is not None:
             try:
-                return self._compiled(x.to(DTYPES[self.dtype])).float()
+                return self._compiled(x).float()
             except OOM_ERRORS:
                 raise
             except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
-                tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); running eager", file=sys.stderr)
+                tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
                 self._compiled = None
-        return self._full(x.to(DTYPES[self.dtype]) if self.format == "checkpoint" else x).float()
+        return self._full(x).float()
 
     def tiled(self, x: torch.Tensor, tile: int, overlap: int, stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
         net = self.eager

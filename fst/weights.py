@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fst.errors import FstError
+from fst.errors import FstError, first_line
 
 ARCHS = ("vgg16", "vgg19")
 # torchvision's layer configs ("D" = VGG16, "E" = VGG19): numbers are conv widths, "M" a pool.
@@ -175,7 +175,7 @@ def load_path(path: str | Path, arch: str) -> Weights:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise FstError(f"{path}: cannot read weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise FstError(f"{path}: cannot read weights ({first_line(e)})") from None
     if not isinstance(sd, dict):
         raise FstError(f"{path}: not a state dict (got {type(sd).__name__})")
     if meta.get("arch", arch) != arch:
@@ -324,7 +324,7 @@ def resolve(arch: str = "vgg16", path: str | Path | None = None, *, online: bool
         try:
             w = fetch(arch)
         except Exception as e:  # noqa: BLE001 - every failure is reported together below
-            tried.append(f"{label} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            tried.append(f"{label} ({first_line(e)})")
             continue
         print(f"fst: {arch} weights from {w.source}; cached at {save_cache(w)}", file=sys.stderr)
         return Weights(w.arch, w.state_dict, w.source, w.convention, cached)

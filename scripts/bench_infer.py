@@ -98,22 +98,25 @@ def cuda_graph(net: torch.nn.Module, x: torch.Tensor) -> Run:
     return run
 
 
-def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
-    def copy(dtype: torch.dtype, channels_last: bool = False) -> TransformerNet:
-        n = TransformerNet(**net.config).eval()
-        n.load_state_dict(net.state_dict())
-        n = n.to(dtype=dtype)
-        return n.to(memory_format=torch.channels_last) if channels_last else n
+def copy_net(net: TransformerNet, device: str, dtype: torch.dtype, channels_last: bool = False) -> TransformerNet:
+    """A fresh copy of `net` (same weights) on `device` in `dtype`, optionally channels-last."""
+    n = TransformerNet(**net.config).eval()
+    n.load_state_dict(net.state_dict())
+    n = n.to(device, dtype)
+    return n.to(memory_format=torch.channels_last) if channels_last else n
 
-    fp32, bf16 = copy(torch.float32), copy(torch.bfloat16)
+
+def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
+    fp32, bf16 = copy_net(net, "cpu", torch.float32), copy_net(net, "cpu", torch.bfloat16)
+    scripted, bf16_cl = torchscript(fp32), copy_net(net, "cpu", torch.bfloat16, True)
     variants = {
         "eager fp32": (lambda size: fp32, torch.float32, False),
-        "TorchScript fp32": (lambda size: torchscript(fp32), torch.float32, False),
+        "TorchScript fp32": (lambda size: scripted, torch.float32, False),
         "eager bf16": (lambda size: bf16, torch.bfloat16, False),
-        "eager bf16 channels-last": (lambda size: copy(torch.bfloat16, True), torch.bfloat16, True),
+        "eager bf16 channels-last": (lambda size: bf16_cl, torch.bfloat16, True),
     }
     if compile:  # as `fst stylize --compile` runs it: compiled once per shape in the untimed warm-up
-        fp32_c, bf16_c = (torch.compile(copy(dt), dynamic=False) for dt in (torch.float32, torch.bfloat16))
+        fp32_c, bf16_c = (torch.compile(copy_net(net, "cpu", dt), dynamic=False) for dt in (torch.float32, torch.bfloat16))
         variants["torch.compile fp32"] = (lambda size: fp32_c, torch.float32, False)
         variants["torch.compile bf16"] = (lambda size: bf16_c, torch.bfloat16, False)
     return variants
@@ -121,10 +124,7 @@ def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[
 
 def cuda_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
     def copy(dtype: torch.dtype, channels_last: bool = False) -> TransformerNet:
-        n = TransformerNet(**net.config).eval()
-        n.load_state_dict(net.state_dict())
-        n = n.to("cuda", dtype)
-        return n.to(memory_format=torch.channels_last) if channels_last else n
+        return copy_net(net, "cuda", dtype, channels_last)
 
     fp32, fp16, bf16, fp16_cl = copy(torch.float32), copy(torch.float16), copy(torch.bfloat16), copy(torch.float16, True)
     scripted: list[torch.jit.ScriptModule] = []  # built on first use, inside the per-cell error handling
