@@ -8,23 +8,27 @@ adds on save::
      "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int},
              "style_name": str, "style_loss": str, "global_step": int}}
 
-Export and stylize need only ``state_dict["transformer.*"]`` and ``fst["net"]``.
+Export and stylize need only ``state_dict["transformer.*"]`` and ``fst["net"]``. A checkpoint is read
+as data (`fst.untrusted`: CRC-checked, pickles limited to tensors and plain containers), and its
+weights are checked against its config before any network is built (`transformer_from_state`).
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fst.errors import FstError, first_line
+from fst.errors import FstError
 from fst.transformer import TransformerNet
+from fst.untrusted import read_torch
 
 FORMAT = 1
 PREFIX = "transformer."
+NET_KEYS = tuple(inspect.signature(TransformerNet).parameters)  # ("channels", "n_residual")
+BLOCK_TENSORS = 8  # a residual block: two convs and two instance norms, weight and bias each
 
 
 def fst_metadata(net: TransformerNet, **meta: Any) -> dict[str, Any]:
@@ -40,18 +44,23 @@ def payload(net: TransformerNet, **meta: Any) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load with ``weights_only=True`` and one-line errors for the usual ways a file is wrong."""
+    """The checkpoint's dict, read as data (`fst.untrusted.read_torch`), with one-line errors for
+    every way a file can be something else: damaged, not a torch file, not fst's, a wrong layout."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise FstError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first_line(e)[:200]}") from None
+    ckpt = read_torch(path, str(path), "checkpoint")
     if not isinstance(ckpt, dict) or "fst" not in ckpt or "state_dict" not in ckpt:
         raise FstError(f"{path}: not an fst checkpoint (no 'fst' metadata; was it written by `fst fit`?)")
-    if ckpt["fst"].get("format") != FORMAT:
-        raise FstError(f"{path}: fst checkpoint format {ckpt['fst'].get('format')!r}, this fst reads {FORMAT}")
+    meta, state = ckpt["fst"], ckpt["state_dict"]
+    if not isinstance(meta, dict):
+        raise FstError(f"{path}: not an fst checkpoint (its 'fst' entry is a {type(meta).__name__}, not a dict)")
+    if meta.get("format") != FORMAT:
+        raise FstError(f"{path}: fst checkpoint format {meta.get('format')!r}, this fst reads {FORMAT}")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise FstError(f"{path}: not an fst checkpoint (its 'state_dict' is not a dict of named tensors)")
+    if type(meta.get("global_step", 0)) is not int or type(ckpt.get("global_step", 0)) is not int:
+        raise FstError(f"{path}: not an fst checkpoint (its global_step is not an integer)")
     return ckpt
 
 
@@ -62,10 +71,50 @@ def transformer_from_checkpoint(ckpt: str | Path | dict[str, Any]) -> tuple[Tran
         ckpt = load_checkpoint(ckpt)
     meta = dict(ckpt["fst"])
     meta.setdefault("global_step", int(ckpt.get("global_step", 0)))
-    net = TransformerNet(**meta["net"])
     state = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise FstError(f"{origin}: transformer weights do not match its config {meta['net']}: {str(e).splitlines()[0]}") from None
-    return net.eval(), meta
+    return transformer_from_state(meta.get("net"), state, origin), meta
+
+
+def transformer_from_state(config: Any, state: dict[str, Any], origin: str) -> TransformerNet:
+    """An eval-mode fp32 TransformerNet of `config` holding `state`, once `check_weights` passed."""
+    net = TransformerNet(**check_weights(config, state, origin))
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net.eval()
+
+
+def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, int]:
+    """`config`, once it and `state` are what fst writes: the config's keys and integer values,
+    then every tensor's name, shape and floating dtype, compared with a net on the meta device.
+    Nothing is allocated or computed from a tensor before (a crafted view can claim any size)."""
+    config = net_config(config, origin)
+    if config["n_residual"] * BLOCK_TENSORS > len(state):
+        raise FstError(f"{origin}: {len(state)} transformer tensors, too few for the "
+                       f"{config['n_residual']} residual blocks of its config")
+    with torch.device("meta"):
+        wanted = TransformerNet(**config).state_dict()
+    problem = weights_problem(state, wanted)
+    if problem:
+        raise FstError(f"{origin}: transformer weights do not match its config {config}: {problem}")
+    return config
+
+
+def net_config(config: Any, origin: str) -> dict[str, int]:
+    """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range."""
+    if (not isinstance(config, dict) or sorted(config) != sorted(NET_KEYS)
+            or not all(type(v) is int for v in config.values()) or config["channels"] < 1 or config["n_residual"] < 0):
+        raise FstError(f"{origin}: transformer config {config!r} is not integers channels >= 1, n_residual >= 0")
+    return config
+
+
+def weights_problem(state: dict[str, Any], wanted: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with `state` as the weights `wanted` describes (names, shapes, dtypes), or None."""
+    missing, unexpected = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
+    if missing or unexpected:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    for k, want in wanted.items():
+        got = state[k]
+        if not isinstance(got, torch.Tensor) or not got.is_floating_point():
+            return f"{k} is a {type(got).__name__ if not isinstance(got, torch.Tensor) else got.dtype}, not a float tensor"
+        if got.shape != want.shape:
+            return f"{k} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    return None

@@ -2,7 +2,7 @@
 
 Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2``, else TorchScript):
 
-- ``torchscript`` (default, ``.pt``): loads with a plain ``torch.jit.load(path, map_location="cuda")``
+- ``torchscript`` (default, ``.pt``): loads with a plain ``torch.jit.load`` (``map_location="cuda"``)
   on CPU or CUDA without fst installed, and is the format other torch versions and libtorch (C++)
   read most reliably; that portability is why it is the default. The network is *traced*: the graph
   holds only long-stable aten ops (conv, instance_norm, upsample_nearest2d, ...) and reads H and W
@@ -13,7 +13,7 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
   the weights' dtype (and to channels-last when exported so) and returns the caller's dtype.
   torch 2.14 marks TorchScript deprecated (FutureWarnings silenced here); it still writes and loads.
 - ``export`` (``.pt2``): ``torch.export`` of the bare network with dynamic batch/height/width
-  (H, W >= 5, the smallest size the reflection padding allows); ``torch.export.load(path).module()``.
+  (H, W >= 5, the smallest size the reflection padding allows); ``torch.export.load`` then ``.module()``.
   Input in the exported dtype (a dtype cast inside would pin the device the file was exported on).
   ``.pt2`` files are more tied to the torch version that wrote them, hence not the default.
 - ``onnx`` (``.onnx``, opset 17): for onnxruntime/TensorRT/other runtimes. Traced in eval mode with
@@ -24,32 +24,40 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
 
 Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.json`` metadata
 (style, loss, steps, versions, dtype, format, ranges): TorchScript/.pt2 as an extra file in the
-archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron).
-`load_exported` gives every format the TorchScript calling convention: any float dtype in, the
-same dtype out.
+archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
+including ``weights_sha256``, a digest of the weights that every read checks.
+
+Reading (`load_exported`, `transformer_from_exported`): fst runs none of an artefact's code or
+graph, whoever wrote it. It reads the weights and ``fst.json`` as data (`fst.untrusted`: CRC-checked
+zips, pickles limited to tensors, no ONNX external data, code or graph calling anything fst's
+exporter never writes refused), checks them against the transformer config and the digest, and
+runs its own `TransformerNet` with them, in the exported dtype and memory format, behind the
+TorchScript calling convention: any float dtype in, the same dtype out. The export tests check
+that each runtime gives what that network gives.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
 import importlib
 import inspect
 import io
 import json
 import os
-import secrets
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fst.checkpoint import transformer_from_checkpoint
-from fst.errors import FstError
+from fst import untrusted
+from fst.checkpoint import check_weights, net_config, transformer_from_checkpoint, transformer_from_state
+from fst.errors import FstError, first_line
+from fst.files import atomic_path  # its old home: `from fst.export import atomic_path` still works
 from fst.transformer import TransformerNet
 
 FORMATS = ("torchscript", "export", "onnx")
@@ -94,20 +102,6 @@ def adapted(fn: Model, dtype: torch.dtype, channels_last: bool = False) -> Model
 # --- writing ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def atomic_path(out: Path) -> Iterator[Path]:
-    """A temp path beside `out` (same suffix, so writers pick the right format) that replaces
-    `out` on success and vanishes on failure: readers never see a half-written file. The writer
-    creates the file, so it gets the usual permissions (mkstemp's would be 0600)."""
-    tmp = out.parent / f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
 def format_for(out: Path, format: str | None) -> str:
     """The explicit format, or the one `out`'s suffix names (TorchScript otherwise)."""
     by_suffix = {s: f for f, s in SUFFIXES.items()}
@@ -139,16 +133,29 @@ def export_model(
         raise FstError("onnx export supports fp32 and fp16 (onnxruntime has no bf16 convolution)")
     if not out.parent.is_dir():
         raise FstError(f"{out}: folder {out.parent} does not exist")
+    check_output(out, ckpt_path)
     net, ckpt_meta = transformer_from_checkpoint(ckpt_path)
     net = net.to(DTYPES[dtype])
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     meta = artefact_metadata(ckpt_meta, ckpt_path, format, dtype, channels_last)
+    meta["weights_sha256"] = weights_digest(net.state_dict())
     # Serialise to memory first: archive member names then never mention the temp file.
     data = WRITERS[format](net.eval(), meta, channels_last)
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return out
+
+
+def check_output(out: Path, ckpt_path: Path) -> None:
+    """Refuse an --out whose replacement would lose training: the checkpoint being exported
+    (through any symlink or hard link) or any other training checkpoint."""
+    if not out.exists():
+        return
+    if ckpt_path.exists() and os.path.samefile(out, ckpt_path):
+        raise FstError(f"{out}: is the checkpoint being exported; choose another --out")
+    if sniff_format(out) == "checkpoint":
+        raise FstError(f"{out}: is a training checkpoint, which fst export never overwrites; choose another --out")
 
 
 def artefact_metadata(ckpt_meta: dict[str, Any], source: Path, format: str, dtype: str, channels_last: bool) -> dict[str, Any]:
@@ -253,14 +260,18 @@ WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
 
 
 def sniff_format(path: str | Path) -> str | None:
-    """'torchscript', 'export', 'onnx', 'checkpoint' (a torch.save file), or None if none of them."""
+    """'torchscript', 'export', 'onnx', 'checkpoint' (a torch.save file), or None if none of them.
+    Only names are looked at (a zip's member list, the suffix): nothing is loaded."""
     path = Path(path)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return None
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
-        if any("/serialized_exported_program" in n or n.endswith("archive_format") for n in names):
+        if any(n.split("/")[-1] in ("serialized_exported_program.json", "archive_format") for n in names):
             return "export"
         if any(n.endswith("/data.pkl") for n in names):
             return "checkpoint"
@@ -275,20 +286,59 @@ def is_exported(path: str | Path) -> bool:
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
-    """(callable taking and returning (B, 3, H, W) float in [0, 1] on `device`, the fst metadata)."""
+    """(callable taking and returning (B, 3, H, W) float in [0, 1] on `device`, the fst metadata).
+
+    The callable is fst's own TransformerNet with the artefact's weights, in the artefact's dtype and
+    memory format, behind the calling convention every artefact has (any float dtype in, the same
+    dtype out): fst never runs an artefact's code or graph (`fst.untrusted`)."""
+    net, meta = transformer_from_exported(path)
+    dtype = DTYPES[meta["dtype"]]
+    net = net.requires_grad_(False).to(torch.device(device), dtype)  # inference only, as an exported graph
+    if meta["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)
+    return adapted(net, dtype, meta["channels_last"]), meta
+
+
+def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
+    """An eager, fp32, eval-mode TransformerNet with an artefact's weights (tiling needs module hooks)."""
+    state, meta = read_exported(path)
+    return transformer_from_state(meta["net"], state, str(path)), meta
+
+
+def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The transformer's weights inside an artefact, keyed as in `TransformerNet.state_dict()`."""
+    return read_exported(path)[0]
+
+
+def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An artefact's weights and fst metadata, read as data (`fst.untrusted`) and checked: the
+    metadata's fields, the weights' names and shapes against its config, every weight in the
+    exported dtype, and the digest recorded at export."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: model not found")
     format = sniff_format(path)
     if format not in FORMATS:
         raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
-    try:
-        return LOADERS[format](path, torch.device(device))
-    except FstError:
-        raise
-    except Exception as e:  # every loader has its own zoo of exceptions for a damaged file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FstError(f"{path}: cannot load {format} model (truncated or corrupt?): {first[:200]}") from None
+    state, meta = READERS[format](path)
+    check_weights(meta.get("net"), state, str(path))
+    wrong = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.dtype != DTYPES[meta["dtype"]])
+    if wrong:
+        raise FstError(f"{path}: weight {wrong[0]} is not {meta['dtype']}, the dtype its metadata records")
+    if "weights_sha256" in meta and weights_digest(state) != meta["weights_sha256"]:
+        raise FstError(f"{path}: damaged: its weights do not match the digest recorded at export (flipped bytes?)")
+    return state, meta
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over every weight's name, dtype, shape and values (in logical order, whatever the
+    memory format): recorded at export, checked on every read, in every format."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _optional(module: str) -> Any:
@@ -299,117 +349,74 @@ def _optional(module: str) -> Any:
         raise FstError(f"this needs the {module} package: pip install 'fst[onnx]'") from None
 
 
-def _parse_meta(path: Path, text: str | bytes) -> dict[str, Any]:
+def _parse_meta(path: Path, text: str | bytes | None) -> dict[str, Any]:
     try:
-        meta = json.loads(text)
+        meta = json.loads(text) if text else None
     except ValueError:
         meta = None
     if not isinstance(meta, dict) or "fst_export" not in meta:
         raise FstError(f"{path}: no fst metadata ({META_FILE}); was it written by `fst export`?")
+    if meta.get("dtype") not in DTYPES or not isinstance(meta.get("channels_last"), bool):
+        raise FstError(f"{path}: fst metadata with dtype {meta.get('dtype')!r} and channels_last "
+                       f"{meta.get('channels_last')!r}; expected one of {', '.join(DTYPES)} and true/false")
+    if not isinstance(meta.get("weights_sha256", ""), str):
+        raise FstError(f"{path}: fst metadata with a weights_sha256 that is not a string")
     return meta
 
 
-def _load_torchscript(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
-    extra = {META_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated" (torch >= 2.9)
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    return module.eval(), _parse_meta(path, extra[META_FILE])
+def _read_torchscript(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta = untrusted.read_torchscript(path, META_FILE)
+    # InferenceNet holds the traced network as `net`
+    return {k.removeprefix("net."): v for k, v in tensors.items()}, _parse_meta(path, meta)
 
 
-def _load_export(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
-    extra = {META_FILE: ""}
-    program = torch.export.load(str(path), extra_files=extra)
-    meta = _parse_meta(path, extra[META_FILE])
-    if device.type != "cpu":
-        try:  # rewrites device constants in the graph too (torch >= 2.6); .to() alone moves weights
-            from torch.export.passes import move_to_device_pass
-
-            program = move_to_device_pass(program, device)
-        except ImportError:
-            pass
-    module = program.module().to(device)
-    return adapted(module, DTYPES[meta["dtype"]], meta["channels_last"]), meta
+def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state, meta = untrusted.read_pt2(path, META_FILE)
+    return state, _parse_meta(path, meta)
 
 
-def _load_onnx(path: Path, device: torch.device) -> tuple[Model, dict[str, Any]]:
-    import numpy as np
-
-    ort = _optional("onnxruntime")
-
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    session = ort.InferenceSession(str(path), providers=providers)
-    meta = _parse_meta(path, session.get_modelmeta().custom_metadata_map.get(META_FILE, ""))
-    feed_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
-    name = session.get_inputs()[0].name
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        y = session.run(None, {name: x.detach().float().cpu().numpy().astype(feed_dtype)})[0]
-        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
-
-    return run, meta
+def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    _optional("onnx")
+    proto = untrusted.read_onnx(path)
+    meta = _parse_meta(path, {p.key: p.value for p in proto.metadata_props}.get(META_FILE))
+    return _onnx_state_dict(path, proto, meta["net"]), meta
 
 
-LOADERS: dict[str, Callable[[Path, torch.device], tuple[Model, dict[str, Any]]]] = {
-    "torchscript": _load_torchscript,
-    "export": _load_export,
-    "onnx": _load_onnx,
+READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
+    "torchscript": _read_torchscript,
+    "export": _read_export,
+    "onnx": _read_onnx,
 }
 
 
-def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The transformer's weights inside an artefact, keyed as in `TransformerNet.state_dict()`."""
-    path = Path(path)
-    format = sniff_format(path)
-    if format == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    elif format == "export":
-        state = dict(torch.export.load(str(path)).state_dict)
-    elif format == "onnx":
-        return _onnx_state_dict(path)
-    else:
-        raise FstError(f"{path}: not an exported fst model")
-    return {k.removeprefix("net."): v for k, v in state.items()}
-
-
-def _onnx_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
     """Weights read off the Conv/InstanceNormalization nodes in graph order, which is the module
     order of TransformerNet; initializer names are unreliable (the exporter merges equal ones)."""
     onnx = _optional("onnx")
-    meta = load_exported(path)[1]
-    graph = onnx.load(str(path)).graph
-    tensors = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:  # equal weights become Identity aliases; folded ones Constant nodes
-        if node.op_type == "Identity" and node.input[0] in tensors:
-            tensors[node.output[0]] = tensors[node.input[0]]
-        elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
-    params = [node.input[1:3] for node in graph.node if node.op_type in ("Conv", "InstanceNormalization")]
-    names = [n for n, m in TransformerNet(**meta["net"]).named_modules() if isinstance(m, (nn.Conv2d, nn.InstanceNorm2d))]
-    if len(params) != len(names):
-        raise FstError(f"{path}: graph has {len(params)} conv/norm layers, config {meta['net']} has {len(names)}")
-    state = {}
-    for name, (weight, bias) in zip(names, params):
-        state[f"{name}.weight"] = torch.from_numpy(tensors[weight].copy())
-        state[f"{name}.bias"] = torch.from_numpy(tensors[bias].copy())
-    return state
-
-
-def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
-    """An eager, fp32, eval-mode TransformerNet with an artefact's weights (tiling needs module hooks)."""
-    _, meta = load_exported(path)
-    net = TransformerNet(**meta["net"])
-    state = exported_state_dict(path)
-    wanted = net.state_dict()
+    graph = proto.graph
     try:
-        net.load_state_dict({k: state[k].float() for k in wanted})
-    except (KeyError, RuntimeError) as e:
-        raise FstError(f"{path}: weights do not match the transformer config {meta['net']}: {e}") from None
-    return net.eval(), meta
+        tensors = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        for node in graph.node:  # equal weights become Identity aliases; folded ones Constant nodes
+            if node.op_type == "Identity" and node.input[0] in tensors:
+                tensors[node.output[0]] = tensors[node.input[0]]
+            elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+        params = [node.input[1:3] for node in graph.node if node.op_type in ("Conv", "InstanceNormalization")]
+        if 4 * net_config(config, str(path))["n_residual"] > len(params):  # each block: 2 convs, 2 norms
+            raise FstError(f"{path}: graph has {len(params)} conv/norm layers, too few for config {config}")
+        with torch.device("meta"):  # only the layer names: nothing to allocate for an unchecked config
+            names = [n for n, m in TransformerNet(**config).named_modules() if isinstance(m, (nn.Conv2d, nn.InstanceNorm2d))]
+        if len(params) != len(names):
+            raise FstError(f"{path}: graph has {len(params)} conv/norm layers, config {config} has {len(names)}")
+        state = {}
+        for name, (weight, bias) in zip(names, params):
+            state[f"{name}.weight"] = torch.from_numpy(tensors[weight].copy())
+            state[f"{name}.bias"] = torch.from_numpy(tensors[bias].copy())
+    except FstError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed graph or config fails in many places
+        raise FstError(f"{path}: its ONNX graph does not hold the transformer's weights: {first_line(e)}") from None
+    return state
 
 
 # --- command line -------------------------------------------------------------------------------

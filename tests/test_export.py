@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import FORMATS, SUFFIXES, export_model, load_exported, transformer_from_exported
+from fst.export import DTYPES, FORMATS, SUFFIXES, adapted, export_model, load_exported, transformer_from_exported
 from fst.transformer import TransformerNet
 from nets import make_net
 
@@ -49,6 +51,23 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> dict[str,
     return {f: export_model(ckpt, out / f"starry{SUFFIXES[f]}", f) for f in FORMATS}
 
 
+def runtime(path: Path, fmt: str, dtype: str = "fp32", channels_last: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The artefact run by its own runtime, as its users run it. fst itself never runs an
+    artefact's code or graph (only its weights, in fst's network): this is what checks that the
+    graph each exporter wrote computes what that network computes. Only on files this test wrote."""
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated" (torch >= 2.9)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    if fmt == "export":
+        return adapted(torch.export.load(str(path)).module(), DTYPES[dtype], channels_last)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = np.float16 if dtype == "fp16" else np.float32
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy().astype(feed)})[0]).to(x.dtype)
+
+
 def inputs() -> list[torch.Tensor]:
     torch.manual_seed(1)
     # Odd sizes; a batch of two different images catches batch-statistics instance norm.
@@ -59,11 +78,12 @@ def inputs() -> list[torch.Tensor]:
 def test_round_trip_matches_eager(fmt: str, artefacts: dict[str, Path], net: TransformerNet) -> None:
     model, meta = load_exported(artefacts[fmt])
     assert meta["format"] == fmt and meta["dtype"] == "fp32"
-    for x in inputs():
-        with torch.no_grad():
-            expected, got = net(x), model(x)
-        assert got.shape == x.shape and got.dtype == torch.float32
-        assert (got - expected).abs().max().item() < 1e-3, fmt
+    for run in (model, runtime(artefacts[fmt], fmt)):
+        for x in inputs():
+            with torch.no_grad():
+                expected, got = net(x), run(x)
+            assert got.shape == x.shape and got.dtype == torch.float32
+            assert (got - expected).abs().max().item() < 1e-3, fmt
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -121,21 +141,25 @@ def test_torchscript_runs_without_fst(artefacts: dict[str, Path], net: Transform
 
 @pytest.mark.parametrize(("fmt", "dtype", "tol"), [("torchscript", "fp16", 1e-2), ("torchscript", "bf16", 3e-2), ("onnx", "fp16", 1e-2)])
 def test_reduced_precision(fmt: str, dtype: str, tol: float, ckpt: Path, net: TransformerNet, tmp_path: Path) -> None:
-    model, meta = load_exported(export_model(ckpt, tmp_path / f"m{SUFFIXES[fmt]}", fmt, dtype))
+    path = export_model(ckpt, tmp_path / f"m{SUFFIXES[fmt]}", fmt, dtype)
+    model, meta = load_exported(path)
     assert meta["dtype"] == dtype
     x = photo("cat.jpg", (91, 67))
-    with torch.no_grad():
-        got = model(x)
-        assert got.dtype == torch.float32  # the artefact hands back the caller's dtype
-        assert (got - net(x)).abs().max().item() < tol
+    for run in (model, runtime(path, fmt, dtype)):
+        with torch.no_grad():
+            got = run(x)
+            assert got.dtype == torch.float32  # the artefact hands back the caller's dtype
+            assert (got - net(x)).abs().max().item() < tol
 
 
 def test_channels_last(ckpt: Path, net: TransformerNet, tmp_path: Path) -> None:
-    model, meta = load_exported(export_model(ckpt, tmp_path / "cl.pt", channels_last=True))
+    path = export_model(ckpt, tmp_path / "cl.pt", channels_last=True)
+    model, meta = load_exported(path)
     assert meta["channels_last"] is True
     x = torch.rand(2, 3, 67, 91)
-    with torch.no_grad():
-        assert (model(x) - net(x)).abs().max().item() < 1e-3
+    for run in (model, runtime(path, "torchscript")):
+        with torch.no_grad():
+            assert (run(x) - net(x)).abs().max().item() < 1e-3
 
 
 def test_cli_export_and_format_from_suffix(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
