@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from fst.errors import FstError
+from fst.signals import Interrupted, handled
 
 # name -> (module:function, one-line help). Each function takes argv (without the subcommand).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,12 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name = COMMANDS[name][0].split(":")
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
-        # fit/validate need to know which LightningCLI subcommand they are.
-        code = func([name, *rest]) if module_name == "fst.train" else func(rest)
+        with handled():  # SIGTERM and SIGINT: one line and exit 128 + signal, no half-written file
+            func = getattr(importlib.import_module(module_name), func_name)
+            # fit/validate need to know which LightningCLI subcommand they are.
+            code = func([name, *rest]) if module_name == "fst.train" else func(rest)
     except FstError as e:
         print(f"fst {name}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"fst {name}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"fst {name}: interrupted", file=sys.stderr)
         return 130

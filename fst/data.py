@@ -13,12 +13,21 @@ Train pipeline per worker: shard list -> (finite: split_by_node, split_by_worker
 resampled: random shards per rank and worker) -> tar samples -> shuffle buffer -> decode to RGB
 -> resize short side to crop_size -> random crop -> optional flip -> batch.
 
+Bad data is skipped, never waited on: unreadable shards and undecodable samples are warned about
+(undecodable ones also counted in "skipped"), with no pause. MAX_TRIES shard reads in a row without a
+readable sample, or samples in a row without a decodable image, or a finite epoch with no sample at
+all, stop training with one line naming the shards (raised in the main process whichever process
+found it). Loader workers die with the main process, and a stop signal ends a wait for data at once
+(`fst.signals`).
+
 Randomness is a function of `seed`, rank, worker and epoch: reruns see the same batches,
 epochs differ. Finite mode keeps partial last batches, so one epoch sees every sample once.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import random
 import warnings
 from collections.abc import Iterator
@@ -32,11 +41,17 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 from webdataset.utils import PipelineStage, make_seed, pytorch_worker_info
 
+from fst import pipes, signals
+from fst.domain import at_least
 from fst.errors import FstError
 from fst.images import IMAGE_SUFFIXES, ImageError, image_files, open_rgb
+from fst.transformer import MIN_SIDE
 
 SAMPLE = "sample"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # img2dataset writes any of these
+# Tries in a row without a good result before the stream gives up: with even 80% of the shards bad,
+# 100 bad draws in a row happen once in 1e10; all-bad data stops within a second.
+MAX_TRIES = 100
 
 
 # ---------------------------------------------------------------- shard specs
@@ -129,13 +144,17 @@ class _Augment(PipelineStage):
         self.epoch += 1
         rng = random.Random(_stream_seed(self.seed + 1, self.epoch))
         skipped = 0
+        tries = _Tries("decodable image", "samples")
         for sample in src:
+            tries.attempt(sample.get("__url__", "?"))
             try:
                 image = self.crop(sample, rng) if self.decode else self.raw(sample, rng)
             except ImageError as e:
                 warnings.warn(f"skipping bad sample {e}", stacklevel=1)
+                tries.failed(str(e))
                 skipped += 1
                 continue
+            tries.succeeded()
             yield {"image": image, "key": sample["__key__"], "skipped": skipped}
             skipped = 0
         if skipped:  # bad samples at the very end still have to be counted
@@ -163,6 +182,116 @@ class _Augment(PipelineStage):
         if self.flip and rng.random() < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return to_dtype(pil_to_tensor(img), torch.float32, scale=True)
+
+
+class _Tries:
+    """Tries in a row without a good result (shard reads without a sample, samples without an
+    image). The try after MAX_TRIES failed ones raises an FstError naming the shards tried and
+    the last error: bad data ends the stream instead of looping forever."""
+
+    def __init__(self, good: str, what: str) -> None:
+        self.good, self.what = good, what
+        self.count, self.error = 0, ""
+        self.sources: dict[str, None] = {}  # an ordered set
+
+    def attempt(self, source: str) -> None:
+        if self.count >= MAX_TRIES:
+            raise FstError(self.report())
+        self.count += 1
+        self.sources[source] = None
+
+    def failed(self, error: str) -> None:
+        self.error = error
+
+    def succeeded(self) -> None:
+        self.count, self.error = 0, ""
+        self.sources.clear()
+
+    def report(self) -> str:
+        last = f"; last error: {self.error}" if self.error else ""
+        return f"no {self.good} in {self.count} {self.what} in a row from {_listed(list(self.sources))}{last}"
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+class _ReadShards(PipelineStage):
+    """Shard URLs -> tar samples (webdataset's tarfile_to_samples) with bounded tries: an unreadable
+    or empty shard is a failed try, a sample read resets the count. Each error is warned about,
+    without the half-second sleep of webdataset's warn_and_continue. Each shard's stream is closed
+    as soon as it is done with; a `pipe:` command then ends at once (`fst.pipes`)."""
+
+    def run(self, src: Iterator[dict]) -> Iterator[dict]:
+        tries = _Tries("readable sample", "shard reads")
+        current = ["?"]
+
+        def opened(shards: Iterator[dict]) -> Iterator[dict]:
+            for shard in shards:
+                tries.attempt(shard["url"])
+                current[0] = url = shard["url"]
+                try:
+                    stream = pipes.open_pipe(url.removeprefix("pipe:")) if url.startswith("pipe:") else wds.gopen(url)
+                except Exception as exn:  # noqa: BLE001 - webdataset's handler protocol
+                    skip(exn)
+                    continue
+                try:
+                    yield {**shard, "stream": stream}
+                finally:
+                    stream.close()
+
+        def skip(exn: Exception) -> bool:
+            # webdataset appends the stream and URL to the exception's args; say it our way
+            reason = str(exn.args[0]).split(" @ ")[0] if exn.args else type(exn).__name__
+            tries.failed(f"{current[0]}: {reason}")
+            warnings.warn(f"skipping unreadable shard data in {tries.error}", stacklevel=1)
+            return True
+
+        files = wds.tariterators.tar_file_expander(opened(src), handler=skip)
+        for sample in wds.tariterators.group_by_keys(files, handler=skip):
+            tries.succeeded()
+            yield sample
+
+
+def _errors_as_batches(src: Iterator[dict]) -> Iterator[dict]:
+    """The last stage in a worker: an FstError travels to the main process as a batch carrying its
+    one line (raised in a worker, it would arrive wrapped in a traceback)."""
+    try:
+        yield from src
+    except FstError as e:
+        yield {"error": str(e)}
+
+
+class _MainProcess(PipelineStage):
+    """The loader's last stage, in the main process: raises a worker's error, refuses an epoch
+    without a single sample (finite shards that are all unreadable would otherwise make empty
+    epochs forever), and lets a stop signal end the wait for the next batch."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def run(self, src: Iterator[dict]) -> Iterator[dict]:
+        batches = 0
+        while True:
+            try:
+                with signals.interruptible():
+                    batch = next(src, None)
+            except signals.Interrupted:
+                # Workers stuck on a stalled source would each hold the stop for the loader's 5 s
+                # join timeout: end them now (each ends its `pipe:` commands, fst.pipes).
+                for worker in getattr(src, "_workers", ()):  # torch's DataLoader iterator
+                    if worker.is_alive():
+                        worker.terminate()
+                raise
+            if batch is None:
+                break
+            if "error" in batch:
+                del src  # the last reference: the other workers stop now, not after the error is printed
+                raise FstError(batch["error"])
+            batches += 1
+            yield batch
+        if not batches:
+            raise FstError(f"no readable sample in a whole pass over {_listed(self.urls)} (see the warnings above)")
 
 
 class _Batch(PipelineStage):
@@ -273,11 +402,16 @@ class ShardDataModule(pl.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        # Every numeric argument's domain first: one line, not a worker traceback mid-epoch. The model
+        # refuses sides too small for its VGG layers (StyleTransferModule.check_image_side).
+        for name, value, low in (("crop_size", crop_size, MIN_SIDE), ("val_size", val_size, MIN_SIDE),
+                                 ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("shuffle_buffer", shuffle_buffer, 0), ("val_count", val_count, 0)):
+            at_least(name, value, low)
+        if epoch_length is not None:
+            at_least("epoch_length", epoch_length, 1)
         if resampled and not epoch_length:
             raise FstError("resampled=True needs epoch_length (batches per epoch per rank)")
-        for name, value in (("crop_size", crop_size), ("val_size", val_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise FstError(f"{name} must be >= 1, got {value}")
         self.train_shards = train_shards
         self.val_photos = val_photos
         self.crop_size = crop_size
@@ -328,7 +462,8 @@ class ShardDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(self.stream_seed),
-        )
+            worker_init_fn=functools.partial(signals.loader_worker, os.getpid(), pipes.kill_all),
+        ).compose(_MainProcess(self.urls))
         if self.epoch_length:
             # At the loader, so it counts batches of all workers together: exactly this many per rank.
             loader = loader.with_epoch(self.epoch_length).with_length(self.epoch_length, silent=True)
@@ -366,10 +501,11 @@ class ShardDataModule(pl.LightningDataModule):
             shards.append(_Shuffle(len(self.urls), self.stream_seed))
         return wds.DataPipeline(
             *shards,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            _ReadShards(),
             _Shuffle(self.shuffle_buffer, self.stream_seed) if self.shuffle_buffer > 1 else None,
             _Augment(self.crop_size, self.flip, self.stream_seed, decode=not self.decode_on_device),
             _Batch(self.batch_size, partial=not self.resampled),
+            _errors_as_batches,
         )
 
     def _val_folder(self) -> Path:

@@ -1,0 +1,42 @@
+"""Writing a file so that no reader, and no crash, ever sees half of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(out: Path) -> Iterator[Path]:
+    """A temp path beside `out` (same suffix, so writers pick the right format) that replaces
+    `out` on success and vanishes on failure: readers never see a half-written file. The writer
+    creates the file, so it gets the usual permissions (mkstemp's would be 0600).
+
+    The data is fsynced before the rename and the rename after it: without that, a power cut
+    soon after can leave `out` renamed but empty on ext4/xfs."""
+    out = Path(out)
+    tmp = out.parent / f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
+    try:
+        yield tmp
+        fsync(tmp)
+        os.replace(tmp, out)
+        fsync(out.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        # Some filesystems cannot fsync a folder (EINVAL); the file's own fsync still happened.
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)

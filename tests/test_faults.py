@@ -1,0 +1,370 @@
+"""Never hang, never half-write: real faults against real `fst` processes.
+
+Unreadable shards, stop signals (SIGTERM, SIGINT, SIGKILL), a stalled `pipe:` data source, a full
+disk (a small tmpfs, and RLIMIT_FSIZE as a root-free second fault), and two runs into one folder.
+Every wait is bounded, and every process a test starts is killed when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fst.checkpoint import load_checkpoint, payload
+from fst.cli import main as cli
+from fst.data import ShardDataModule
+from fst.errors import FstError
+from fst.shards import Settings, build_shards, sample_shards
+from nets import make_net
+from test_train import ROOT, fst_subprocess, run_args
+
+STOP_WITHIN_S = 20  # a stop signal ends any command within this
+SLOW = ["--trainer.callbacks+=fst_test_callbacks.SlowDown", "--trainer.callbacks.seconds", "0.3"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def children(pid: int) -> set[int]:
+    """Every living descendant of `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                living.add(pid)
+    return living
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def fst_process(args: list[str], **kw) -> Iterator[subprocess.Popen]:
+    """`python -m fst.cli ARGS` in a session of its own; whatever is left of it (workers, pipe
+    commands) is killed when the block ends."""
+    proc = fst_subprocess(args, start_new_session=True, **kw)
+    descendants: set[int] = set()
+    try:
+        yield proc
+    finally:
+        descendants |= children(proc.pid)
+        for pid in alive(descendants | {proc.pid}):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=10)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[float, str]:
+    """(seconds it took to exit, its output); fails the test if it does not exit in time."""
+    start = time.monotonic()
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running {timeout} s later") from None
+    return time.monotonic() - start, out
+
+
+def last_line(out: str) -> str:
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def one_error_line(out: str, command: str = "fit") -> str:
+    lines = [line for line in out.splitlines() if line.startswith(f"fst {command}:")]
+    assert len(lines) == 1 and lines[0] == last_line(out), out[-3000:]
+    return lines[0]
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, path: Path, timeout: float = 240) -> None:
+    wait_until(lambda: path.exists() or proc.poll() is not None, timeout, f"{path.name}")
+    assert path.exists(), proc.communicate(timeout=10)[0][-3000:]
+
+
+# ---------------------------------------------------------------- unreadable shards
+
+
+@pytest.fixture(scope="module")
+def bad_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three shards none of which holds a readable sample: random bytes, a tar cut inside its
+    first member, an empty tar."""
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "random-000000.tar").write_bytes(np.random.default_rng(0).bytes(20_000))
+    good = sorted(sample_shards().glob("*.tar"))[0].read_bytes()
+    (folder / "truncated-000000.tar").write_bytes(good[:2000])
+    with tarfile.open(folder / "empty-000000.tar", "w"):
+        pass
+    return folder
+
+
+@pytest.fixture(scope="module")
+def good_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("good")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"p{i}.jpg")
+    build_shards(photos, root / "shards", Settings("g", 4, 512, 90), progress=False)
+    return root / "shards"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resampled,workers", [("true", "0"), ("true", "2"), ("false", "0"), ("false", "2")])
+def test_unreadable_shards_stop_the_run_with_one_line(tmp_path: Path, bad_shards: Path, resampled: str, workers: str) -> None:
+    args = run_args(tmp_path, "--data.train_shards", str(bad_shards), "--data.resampled", resampled,
+                    "--data.num_workers", workers)
+    with fst_process(args) as proc:
+        _, out = finish(proc, timeout=120)
+    line = one_error_line(out)
+    assert proc.returncode == 2
+    assert line.startswith("fst fit: error: no readable sample in ")
+    for name in ("random-000000.tar", "truncated-000000.tar", "empty-000000.tar"):
+        assert name in line
+    assert not list((tmp_path / "ckpt").glob("*.ckpt"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_few_unreadable_shards_among_good_ones_are_skipped(good_shards: Path, bad_shards: Path, workers: int) -> None:
+    """The bound on tries is not a bound on errors: a resampled stream drawing bad shards half of
+    the time keeps training."""
+    urls = ",".join([str(good_shards), str(bad_shards / "random-000000.tar"), str(bad_shards / "empty-000000.tar")])
+    dm = ShardDataModule(urls, val_photos=None, crop_size=16, batch_size=2, num_workers=workers,
+                         resampled=True, epoch_length=30)
+    dm.setup("fit")
+    with pytest.warns(UserWarning, match="skipping unreadable shard data") if workers == 0 else contextlib.nullcontext():
+        batches = list(dm.train_dataloader())
+    assert len(batches) == 30 and all(b["image"].shape == (2, 3, 16, 16) for b in batches)
+
+
+def test_undecodable_samples_only_stop_the_loader(tmp_path: Path) -> None:
+    """A readable tar whose every image is broken: the loader stops after MAX_TRIES samples in a
+    row, naming the shard, instead of skipping on (forever, when resampled)."""
+    import webdataset as wds
+
+    shard = tmp_path / "broken-000000.tar"
+    with wds.TarWriter(str(shard), encoder=False) as sink:
+        for i in range(120):
+            sink.write({"__key__": f"{i:04d}", "jpg": b"not a jpeg"})
+    # Finite, so that a loader without the bound ends (with no batch) instead of hanging the test.
+    dm = ShardDataModule(str(shard), val_photos=None, crop_size=16, batch_size=2, num_workers=0, shuffle_buffer=0)
+    dm.setup("fit")
+    with pytest.warns(UserWarning, match="skipping bad sample"), pytest.raises(FstError, match="no decodable image in 100 samples in a row from .*broken-000000.tar"):
+        list(dm.train_dataloader())
+
+
+# ---------------------------------------------------------------- stop signals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame,workers", [("SIGTERM", "0"), ("SIGINT", "2")])
+def test_stop_signal_saves_last_checkpoint_and_resume_continues(tmp_path: Path, signame: str, workers: str) -> None:
+    signum = getattr(signal, signame)
+    ckpt = tmp_path / "ckpt"
+    args = run_args(tmp_path, "--trainer.max_steps", "200", "--trainer.val_check_interval", "1000",
+                    "--data.num_workers", workers, *SLOW)
+    with fst_process(args) as proc:
+        wait_for_checkpoint(proc, ckpt / "step0000004.ckpt")
+        workers_before = children(proc.pid)
+        proc.send_signal(signum)
+        _, out = finish(proc, timeout=STOP_WITHIN_S)
+        assert not alive(workers_before), "loader workers outlived the main process"
+    line = one_error_line(out)
+    assert proc.returncode == 128 + signum, out[-3000:]
+    last = load_checkpoint(ckpt / "last.ckpt")
+    step = last["global_step"]
+    assert step >= 4
+    assert line == (f"fst fit: interrupted by {signame}; saved {ckpt / 'last.ckpt'} at step {step} "
+                    "(resume with --ckpt_path last)")
+    assert not [p.name for p in ckpt.iterdir() if ".tmp" in p.name]
+
+    target = step + 2 + step % 2  # a multiple of the checkpoint interval (2), so the end is saved
+    with fst_process(run_args(tmp_path, "--trainer.max_steps", str(target), "--ckpt_path", "last",
+                              "--trainer.val_check_interval", "1000")) as resume:
+        _, out = finish(resume, timeout=300)
+    assert resume.returncode == 0, out[-3000:]
+    final = load_checkpoint(ckpt / "last.ckpt")
+    assert final["global_step"] == target
+    assert int(final["optimizer_states"][0]["state"][0]["step"]) == target  # Adam went on, not restarted
+
+
+@contextlib.contextmanager
+def stalled_fifo(folder: Path) -> Iterator[Path]:
+    """A FIFO nobody writes to: `cat` on it blocks, like a download that stalls. Released at the
+    end so that no `cat` is left waiting."""
+    fifo = folder / "stalled"
+    os.mkfifo(fifo)
+    try:
+        yield fifo
+    finally:
+        with contextlib.suppress(OSError):  # readers blocked in open() get EOF; none: ENXIO
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def pipe_commands(fifo: Path) -> set[int]:
+    """The `sh -c "cat FIFO"` and `cat FIFO` processes (not fst, whose arguments name the FIFO too)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            if f"cat {fifo}".encode() in args or args[:2] == [b"cat", str(fifo).encode()]:
+                found.add(int(cmdline.parent.name))
+    return alive(found)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame,workers", [("SIGTERM", "0"), ("SIGTERM", "2"), ("SIGKILL", "2")])
+def test_a_stalled_data_source_neither_holds_a_stop_nor_outlives_it(tmp_path: Path, signame: str, workers: str) -> None:
+    """Training waits on `pipe:cat FIFO` that never delivers: SIGTERM still ends the run within
+    seconds, and after SIGTERM or SIGKILL neither a loader worker nor the pipe command is left."""
+    signum = getattr(signal, signame)
+    with stalled_fifo(tmp_path) as fifo, fst_process(run_args(
+            tmp_path, "--data.train_shards", f"pipe:cat {fifo}", "--data.num_workers", workers)) as proc:
+        expected = 1 if workers == "0" else int(workers)
+        wait_until(lambda: len(pipe_commands(fifo)) >= expected or proc.poll() is not None, 120, "the pipe command")
+        assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
+        spawned = children(proc.pid)
+        proc.send_signal(signum)
+        if signum == signal.SIGKILL:
+            # Orphans would hold the output pipe open, so wait on the process, not on its output;
+            # that nothing outlives it is the check below (bounded: the kernel's SIGTERM to the
+            # workers reaches Python handlers that end their pipe commands).
+            proc.wait(timeout=STOP_WITHIN_S)
+        else:
+            _, out = finish(proc, timeout=STOP_WITHIN_S)
+        wait_until(lambda: not alive(spawned) and not pipe_commands(fifo), 30,
+                   f"workers and pipe commands to end after {signame}")
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 128 + signum
+        assert one_error_line(out) == "fst fit: interrupted by SIGTERM; no step trained yet, nothing saved"
+
+
+@pytest.mark.slow
+def test_sigterm_ends_stylize_with_no_half_written_file(tmp_path: Path) -> None:
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save(payload(make_net(), style_name="tiny", style_loss="gram", global_step=1), ckpt)
+    out_dir = tmp_path / "out"
+    photos = ROOT / "fst" / "assets" / "photos"
+    with fst_process(["stylize", str(photos), "--model", str(ckpt), "--out", str(out_dir), "--quiet"]) as proc:
+        wait_until(lambda: len(list(out_dir.glob("*.jpg"))) >= 2 or proc.poll() is not None, 120, "the first outputs")
+        assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        _, out = finish(proc, timeout=STOP_WITHIN_S)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
+    assert one_error_line(out, "stylize") == "fst stylize: interrupted by SIGTERM"
+    written = sorted(out_dir.iterdir())
+    assert written and len(written) < len(list(photos.glob("*.jpg")))
+    assert all(not p.name.startswith(".") for p in written), written  # no temp file left
+    for p in written:
+        Image.open(p).load()  # every file there is whole
+
+
+# ---------------------------------------------------------------- full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 5 MiB filesystem: the tiny model's checkpoints are 1.8 MB, so step 2 and last.ckpt
+    fit and step 4 does not."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_full_disk_keeps_every_checkpoint_whole_and_resume_works(tmp_path: Path, small_disk: Path, capsys) -> None:
+    ckpt = small_disk / "ckpt"
+    args = run_args(tmp_path, "--checkpoint.dirpath", str(ckpt), "--trainer.val_check_interval", "1000")
+    assert cli([*args, "--trainer.max_steps", "8"]) == 2
+    err = capsys.readouterr().err
+    line = one_error_line(err)
+    assert line == (f"fst fit: error: cannot save checkpoint {ckpt / 'step0000004.ckpt'}: No space left on device; "
+                    f"the last good checkpoint is {ckpt / 'last.ckpt'} (step 2)")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["last.ckpt", "step0000002.ckpt"]  # no temp, no half file
+    assert load_checkpoint(ckpt / "last.ckpt")["global_step"] == 2
+
+    # Space is freed; the run resumes in the same folder from its last good checkpoint.
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    assert cli([*args, "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    assert load_checkpoint(ckpt / "last.ckpt")["global_step"] == 6
+    assert sorted(p.name for p in ckpt.iterdir()) == ["last.ckpt", "step0000002.ckpt", "step0000004.ckpt", "step0000006.ckpt"]
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # 1 MiB per file: no checkpoint fits
+
+
+@pytest.mark.slow
+def test_file_size_limit_fails_the_first_save_cleanly(tmp_path: Path) -> None:
+    """The root-free twin of the full disk: RLIMIT_FSIZE makes every checkpoint write fail (EFBIG)."""
+    sample_shards()  # built here, under no limit
+    with fst_process(run_args(tmp_path), preexec_fn=_limit_file_size) as proc:
+        _, out = finish(proc, timeout=300)
+    assert proc.returncode == 2, out[-3000:]
+    ckpt = tmp_path / "ckpt"
+    assert one_error_line(out) == (f"fst fit: error: cannot save checkpoint {ckpt / 'step0000002.ckpt'}: "
+                                   "File too large; this run saved no checkpoint before")
+    assert not ckpt.exists() or not list(ckpt.iterdir())
+
+
+# ---------------------------------------------------------------- two runs, one folder
+
+
+@pytest.mark.slow
+def test_second_run_into_the_same_folder_is_refused_and_kill_leaves_no_stale_lock(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    with fst_process(run_args(tmp_path, "--trainer.max_steps", "200", *SLOW)) as first:
+        wait_for_checkpoint(first, ckpt / "step0000002.ckpt")
+        with fst_process(run_args(tmp_path, "--trainer.max_steps", "4")) as second:
+            _, out = finish(second, timeout=120)
+        assert second.returncode == 2, out[-3000:]
+        assert one_error_line(out) == (f"fst fit: error: {ckpt}: another fst fit (pid {first.pid}) is training "
+                                       "into this folder; wait for it to end or choose another --checkpoint.dirpath")
+        assert first.poll() is None  # the first run goes on...
+        assert not (tmp_path / "tb" / "version_1").exists()  # ...and the second wrote nothing
+        first.send_signal(signal.SIGKILL)
+        finish(first, timeout=STOP_WITHIN_S)
+    assert not list(ckpt.glob("last-v*.ckpt"))
+    killed_at = load_checkpoint(ckpt / "last.ckpt")["global_step"]
+    with fst_process(run_args(tmp_path, "--trainer.max_steps", str(killed_at + 2), "--ckpt_path", "last")) as third:
+        _, out = finish(third, timeout=300)
+    assert third.returncode == 0, out[-3000:]  # the kernel released the killed run's lock
+    assert load_checkpoint(ckpt / "last.ckpt")["global_step"] == killed_at + 2
