@@ -84,7 +84,7 @@ class PerceptualLoss(nn.Module):
         """Losses for output y given photo x; 'total' is what to minimise, the rest is for logging."""
         fy = self.vgg(y)
         with torch.no_grad():
-            fx = self.vgg(x)[self.content_layer]
+            fx = self.vgg(x, [self.content_layer])[self.content_layer]  # no deeper than needed
         per_layer = self.style_terms(fy)
         with torch.autocast(y.device.type, enabled=False):
             content = losses.content_loss(fy[self.content_layer], fx)

@@ -17,10 +17,13 @@ from torchvision.utils import make_grid
 
 from fst import checkpoint as fst_checkpoint
 from fst import losses
-from fst.criterion import PerceptualLoss
+from fst.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
+from fst.domain import at_least, positive
 from fst.errors import FstError
 from fst.images import open_rgb
-from fst.transformer import TransformerNet
+from fst.transformer import MIN_SIDE, TransformerNet
+from fst.vgg import DEFAULT_LAYERS, min_input_side
+from fst.weights import check_arch
 
 ASSET_STYLES = Path(__file__).parent / "assets" / "styles"
 
@@ -39,6 +42,14 @@ def load_style(path: Path, size: int) -> torch.Tensor:
         scale = size / max(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample=3)
     return TF.to_tensor(img)[None]
+
+
+def min_image_side(arch: str, style_layers: list[str] | None, content_layer: str | None) -> int:
+    """The smallest square image a training step takes: the transformer's minimum, or VGG's for
+    the deepest loss layer (each pool halves the side), whichever is larger."""
+    check_arch(arch)
+    layers = [*(style_layers or DEFAULT_LAYERS[arch]), content_layer or DEFAULT_CONTENT_LAYER[arch]]
+    return max(MIN_SIDE, min_input_side(arch, layers))
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -88,6 +99,16 @@ class StyleTransferModule(pl.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        # Every numeric argument's domain, before any weights load: one line, not a torch traceback later.
+        positive("lr", lr)
+        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                            ("tv_weight", tv_weight), ("n_residual", n_residual), ("preview_images", preview_images),
+                            ("style_size", style_size), *(("style_layer_weights", w) for w in style_layer_weights or [])):
+            at_least(name, value, 0)
+        at_least("channels", channels, 1)
+        self.min_side = min_image_side(arch, style_layers, content_layer)
+        if style_size:  # 0 keeps the style image as it is
+            self.check_image_side("style_size", style_size)
         if optimizer not in ("adam", "adamw"):
             raise FstError(f"unknown optimizer {optimizer!r} (choose adam or adamw)")
         losses.get(style_loss)  # fail on a bad name before any weights load
@@ -103,6 +124,12 @@ class StyleTransferModule(pl.LightningModule):
         self._skipped = 0
         self._last_step_time: float | None = None
         self._previews: list[torch.Tensor] = []
+
+    def check_image_side(self, name: str, side: int) -> None:
+        """Refuse images (crops, previews, the style) of a side this model cannot take."""
+        if side < self.min_side:
+            raise FstError(f"{name} must be >= {self.min_side} for {self.hparams.arch} up to its deepest loss layer"
+                           f" (each VGG pool halves it), got {side}")
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -203,5 +230,6 @@ class StyleTransferModule(pl.LightningModule):
             style_name=resolve_style_path(self.hparams.style_image).stem,
             style_loss=self.criterion.loss.name,
             global_step=int(self.global_step),
+            precision=str(self.trainer.precision) if self._trainer is not None else None,
         )
 

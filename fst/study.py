@@ -45,7 +45,7 @@ from fst.checkpoint import transformer_from_checkpoint
 from fst.criterion import flat
 from fst.errors import FstError
 from fst.data import square_photo
-from fst.export import atomic_path
+from fst.files import atomic_path
 from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import OTHER_ARCH, STYLE_STATS, FeatureMetrics, detail, ssim
 from fst.module import load_style, resolve_style_path
@@ -83,7 +83,7 @@ class Budget:
     arch: str = "vgg16"
     channels: int = 16
     n_residual: int = 3
-    precision: str = "32-true"
+    precision: str = "auto"  # fst.precision: bf16 only where the hardware has it natively
     workers: int = 0
 
 
@@ -511,7 +511,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", default=d.arch, choices=["vgg16", "vgg19"], help="training loss network")
     b.add_argument("--channels", type=int, default=d.channels, help="transformer width")
     b.add_argument("--n-residual", type=int, default=d.n_residual, help="transformer residual blocks")
-    b.add_argument("--precision", default=d.precision, choices=["32-true", "bf16-mixed", "16-mixed"])
+    b.add_argument("--precision", default=d.precision, choices=["auto", "32-true", "bf16-mixed", "16-mixed"],
+                   help="auto: bf16-mixed where the hardware has native bf16, else 16-mixed (GPU) or 32-true (CPU)")
     b.add_argument("--workers", type=int, default=d.workers, help="data loader processes per run")
     return p
 

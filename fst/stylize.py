@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,14 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
+from fst import precision as fst_precision
 from fst import tiling
 from fst.checkpoint import transformer_from_checkpoint
 from fst.errors import FstError, first_line
-from fst.export import DTYPES, FORMATS, atomic_path, load_exported, sniff_format, transformer_from_exported
-from fst.images import IMAGE_SUFFIXES, alpha_channel, open_image, to_rgb
+from fst.export import DTYPES, FORMATS, load_exported, sniff_format, transformer_from_exported
+from fst.files import atomic_path
+from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb
+from fst.output_dir import writable_dir
 from fst.transformer import TransformerNet
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
@@ -89,8 +93,9 @@ def resolve_device(device: str) -> torch.device:
 class Stylizer:
     """A model on a device: `stylizer(x)` maps (B, 3, H, W) in [0, 1] to the same, fp32.
 
-    Full passes use the checkpoint's network or the exported artefact; tiled passes an eager
-    TransformerNet (hooks), built from the artefact's weights on first need.
+    Every pass runs fst's own TransformerNet: with a checkpoint's weights, or with an artefact's,
+    read as data (`fst.export.load_exported`; an artefact's code or graph never runs). Tiled passes
+    need module hooks: for an artefact, a second copy as an nn.Module, built on first need.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False):
@@ -108,14 +113,20 @@ class Stylizer:
         else:  # a checkpoint, or something load_checkpoint will explain the problem with
             self.format = "checkpoint"
             net, self.meta = transformer_from_checkpoint(self.source)
-            self.dtype = ("fp16" if self.device.type == "cuda" else "fp32") if dtype == "auto" else dtype
+            self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
             if self.dtype not in DTYPES:
                 raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
             self._eager = net.to(self.device, DTYPES[self.dtype])
             self._full = self._eager
+        self.warning = fst_precision.slow_bf16_warning(self.device.type, self.dtype, "--dtype auto", "--dtype fp32")
         # Inductor fuses instance norm, ReLU and padding into few passes: ~2x on CPU bf16 at 1080p.
         # Compiled lazily, per shape first and then with dynamic shapes (torch's default).
-        self._compiled = torch.compile(self.eager) if compile else None
+        self._compiled = None
+        if compile:
+            self.compile()
+
+    def compile(self) -> None:
+        self._compiled = torch.compile(self.eager)
 
     def describe(self) -> str:
         style = self.meta.get("style_name") or "?"
@@ -186,6 +197,54 @@ class Stylizer:
             torch.cuda.empty_cache()
 
 
+# Measured on a 2-core Zen 4 (docs/benchmarks.md, inference table): compiling takes 30-40 s per image
+# size (a second size recompiles once with dynamic shapes) and saves, per megapixel stylised, 1.6 s
+# in fp32 and 0.9 s in bf16. On CUDA the saving is ~7 ms per megapixel (H100 fp16), thousands of
+# frames before a compile pays, so auto leaves CUDA to an explicit --compile.
+COMPILE_CHOICES = ("auto", "yes", "no")
+COMPILE_SECONDS = {"one size": 40.0, "several sizes": 80.0}
+COMPILE_SAVING_S_PER_MPX = {"fp32": 1.6, "bf16": 0.9}
+
+
+def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Options) -> tuple[bool, str]:
+    """(compile?, why) for ``--compile auto|yes|no``: auto compiles only where the measured saving on
+    these inputs exceeds the compile time."""
+    if choice != "auto":
+        return choice == "yes", f"--compile {choice}"
+    if stylizer.device.type != "cpu":
+        return False, "auto: on CUDA a compile pays only over thousands of frames; use --compile for video"
+    if not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
+        return False, "auto: no C++ compiler for torch.compile"
+    saving = COMPILE_SAVING_S_PER_MPX.get(stylizer.dtype)
+    if saving is None:
+        return False, f"auto: not measured for {stylizer.dtype}"
+    if opts.tile is not None:
+        return False, "auto: tiles run eager"
+    sizes = [s for s in (fit_size(image_size(f), opts.max_size) for f in files) if s is not None]
+    cost = COMPILE_SECONDS["one size" if len(set(sizes)) <= 1 else "several sizes"]
+    gain = saving * sum(w * h for w, h in sizes) / 1e6
+    verdict = "pays" if gain > cost else "does not pay"
+    return gain > cost, f"auto: ~{gain:.0f} s saved vs ~{cost:.0f} s compiling {verdict}"
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header only, upright as stylised (EXIF rotation); None if unreadable."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except (OSError, ValueError):
+        return None
+
+
+def fit_size(size: tuple[int, int] | None, max_size: int | None) -> tuple[int, int] | None:
+    """`size` after `fit_long_side`'s downscale."""
+    if size is None or max_size is None or max(size) <= max_size:
+        return size
+    scale = max_size / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 # --- one image ----------------------------------------------------------------------------------
 
 
@@ -203,11 +262,8 @@ def blend(stylized: torch.Tensor, content: torch.Tensor, strength: float) -> tor
 
 def fit_long_side(img: Image.Image, max_size: int | None) -> Image.Image:
     """Downscaled (Lanczos) so the long side is at most max_size; untouched if already smaller."""
-    if max_size is None or max(img.size) <= max_size:
-        return img
-    scale = max_size / max(img.size)
-    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    return img.resize(size, Image.Resampling.LANCZOS)
+    size = fit_size(img.size, max_size)
+    return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
 
 
 def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options()) -> Image.Image:
@@ -248,27 +304,36 @@ def image_format(path: Path) -> str:
 
 
 def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
-    """(image files from files, folders and globs, in order, deduplicated; problems, one line each)."""
+    """(image files from files, folders and globs, in order, deduplicated; problems, one line each).
+
+    FIFOs, devices and dangling symlinks are problems, never opened: reading a FIFO waits forever."""
     files: list[Path] = []
     problems: list[str] = []
     for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-            files += found
-            if not found:
-                problems.append(f"{item}: no images in this folder")
-        elif path.exists():
-            files.append(path)
-        elif glob.has_magic(item):
-            found = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
-            files += found
-            if not found:
-                problems.append(f"{item}: no files match")
-        else:
-            problems.append(f"{item}: no such file")
+        found, problem = _expand(item)
+        problems += [problem] if problem else []
+        for path in found:
+            reason = not_regular(path)
+            if reason is None:
+                files.append(path)
+            else:
+                problems.append(f"{path}: {reason}")
     unique = list(dict.fromkeys(p.resolve() for p in files))
-    return [Path(p) for p in unique], problems
+    return [Path(p) for p in unique], list(dict.fromkeys(problems))
+
+
+def _expand(item: str) -> tuple[list[Path], str | None]:
+    """The paths one input names (itself, a folder's images, a glob's matches), or why there are none."""
+    path = Path(item)
+    if path.is_dir():
+        found = [p for p in image_paths(path, recursive=False) if not p.name.startswith(".")]
+        return found, None if found else f"{item}: no images in this folder"
+    if path.exists() or path.is_symlink():  # a dangling symlink is reported as such, not as missing
+        return [path], None
+    if glob.has_magic(item):
+        found = sorted(Path(p) for p in glob.glob(item) if not Path(p).is_dir())
+        return found, None if found else f"{item}: no files match"
+    return [], f"{item}: no such file"
 
 
 def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
@@ -280,8 +345,7 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
     else:
         if out.suffix.lower() in Image.registered_extensions() and not out.is_dir():
             raise FstError(f"{out}: {len(files)} inputs need --out to be a folder")
-        if not out.parent.is_dir():
-            raise FstError(f"{out}: folder {out.parent} does not exist")
+        _require_parent(out)
         targets = [out / (f.stem + (suffix or f.suffix)) for f in files]
     for target in dict.fromkeys(targets):
         image_format(target)
@@ -292,11 +356,16 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
         if dst in seen:
             raise FstError(f"{dst}: both {seen[dst]} and {src} would be written there")
         seen[dst] = src
-    if not as_file:
-        out.mkdir(exist_ok=True)
-    elif not out.parent.is_dir():
-        raise FstError(f"{out}: folder {out.parent} does not exist")
+    _require_parent(out)
+    writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
     return targets
+
+
+def _require_parent(out: Path) -> None:
+    # Only --out itself is created: a typo in its parent should not grow a tree of new folders.
+    if not out.parent.is_dir():
+        problem = f"{out.parent} is not a folder" if out.parent.exists() else f"folder {out.parent} does not exist"
+        raise FstError(f"{out}: {problem}")
 
 
 def stylize_files(stylizer: Stylizer, files: list[Path], targets: list[Path], opts: Options, progress: bool = True) -> list[str]:
@@ -333,10 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", default=None, help="output extension for folder output (default: the input's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
-                   help="auto: fp16 on CUDA, fp32 on CPU; on CPUs with AVX512-BF16 or AMX, bf16 is ~3x faster than fp32")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network: pays a one-off compile (~20-40 s on a small CPU), then runs"
-                   " ~2x faster; worth it for many or large images (docs/benchmarks.md)")
+                   help="auto (default): fp16 on CUDA; on a CPU bf16 where it is native (AVX512-BF16 or AMX:"
+                   " ~2x faster than fp32), else fp32 (elsewhere bf16 runs tens of times slower)")
+    p.add_argument("--compile", choices=COMPILE_CHOICES, nargs="?", const="yes", default="auto",
+                   help="torch.compile the network: a one-off compile (~30-40 s on a small CPU, each new image"
+                   " size may add one), then ~1.5-2x faster. auto (default): only on a CPU with a C++ compiler"
+                   " when the inputs are large enough to win the compile time back (docs/benchmarks.md);"
+                   " `--compile` alone means yes")
     p.add_argument("--tile", type=int, default=None, metavar="SIZE", help="stylise in SIZE x SIZE tiles")
     p.add_argument("--overlap", type=int, default=tiling.DEFAULT_OVERLAP, metavar="PX", help="tile overlap (default %(default)s)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX", help="downscale so the long side is at most PX")
@@ -353,9 +425,14 @@ def main(argv: list[str]) -> int:
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
     targets = plan_outputs(files, args.out, args.ext)
-    stylizer = Stylizer(args.model, args.device, args.dtype, args.compile)
+    stylizer = Stylizer(args.model, args.device, args.dtype)
+    if stylizer.warning:
+        print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
+    compile_, why = compile_pays(args.compile, stylizer, files, opts)
+    if compile_:
+        stylizer.compile()
     if not args.quiet:
-        print(f"fst stylize: {stylizer.describe()}", file=sys.stderr)
+        print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
     for line in problems:
         print(f"fst stylize: skipped {line}", file=sys.stderr)
     failed = problems + stylize_files(stylizer, files, targets, opts, progress=not args.quiet)

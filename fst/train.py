@@ -8,19 +8,89 @@ section configures periodic checkpoints (every N steps, keep the last K, plus ``
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from pathlib import Path
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from fst import precision as fst_precision
+from fst import run_lock, signals
+from fst.checkpoint_io import with_atomic_checkpoints
 from fst.data import ShardDataModule
 from fst.errors import FstError
 from fst.module import StyleTransferModule
+from fst.preemption import SaveOnStop
+from fst.untrusted import read_torch
+
+
+class Trainer(pl.Trainer):
+    """Lightning's Trainer, with precision ``auto`` (fst.precision) as the default.
+
+    Args:
+        precision: ``auto`` (default): bf16-mixed where the hardware multiplies bf16 natively (GPUs with
+            bf16, CPUs with AVX512-BF16 or AMX), 16-mixed on other GPUs, 32-true on other CPUs; the
+            choice and its reason are printed once. Or any Lightning precision (32-true, bf16-mixed,
+            16-mixed, ...); bf16 on a CPU that only emulates it is warned about (tens of times slower).
+    """
+
+    def __init__(self, *, precision: str | int | None = fst_precision.AUTO, **kwargs: Any) -> None:
+        precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
+        # Checkpoints are written whole or not at all, and a stop signal saves the run first.
+        kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
+        callbacks = kwargs.get("callbacks") or []
+        kwargs["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), SaveOnStop()]
+        try:
+            super().__init__(precision=precision, **kwargs)
+        except ValueError as e:  # Lightning's own list of precisions is the one to check against
+            if f"Precision {precision!r} is invalid" in str(e):
+                raise FstError(f"precision {precision!r} is not one of auto, 32-true, bf16-mixed, 16-mixed, "
+                               "bf16-true, 16-true, 64-true") from None
+            raise
+
+
+def resolve_precision(precision: str | int | None, accelerator: str | None) -> str | int | None:
+    """``auto`` made concrete for this machine, with the choice and its reason said once."""
+    resolved, choice = fst_precision.resolve_training(precision, accelerator)
+    if choice is not None:
+        fst_precision.say(f"fst: {choice.describe('precision')}")
+    else:
+        warning = fst_precision.slow_bf16_warning(fst_precision.device_type(accelerator), str(precision),
+                                                  "--trainer.precision auto", "32-true")
+        if warning:
+            fst_precision.say(f"fst: warning: {warning}")
+    return resolved
 
 
 class FstCLI(LightningCLI):
+    def __init__(self, *args: Any, locks: contextlib.ExitStack | None = None, **kwargs: Any) -> None:
+        self.locks = locks  # the run lock lives until this closes (fst.run_lock)
+        super().__init__(*args, **kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        # Resolve ``auto`` here, not only in Trainer, so the config.yaml saved with the run records
+        # the precision it really trained in.
+        # (An explicit precision is left to Trainer, which warns about slow bf16 once.)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if str(config.trainer.precision) == fst_precision.AUTO:
+            config.trainer.precision = resolve_precision(config.trainer.precision, config.trainer.accelerator)
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning (>= 2.5) reads --ckpt_path's hyperparameters here with torch.load; read the file
+        # as data first, so a bad or crafted checkpoint is refused in one line (fst.untrusted).
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_torch(Path(ckpt_path), str(ckpt_path), "checkpoint")
+        super()._parse_ckpt_path()
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -36,6 +106,29 @@ class FstCLI(LightningCLI):
             "checkpoint.save_on_train_epoch_end": True,
         })
 
+    def before_fit(self) -> None:
+        self._check_image_sides(train=True)
+        self._lock_checkpoint_folder()
+
+    def _lock_checkpoint_folder(self) -> None:
+        # Here, before trainer.fit creates any folder or file; rank 0 speaks for all ranks.
+        dirpath = getattr(self.trainer.checkpoint_callback, "dirpath", None)
+        if self.locks is None or self.trainer.global_rank != 0 or "://" in str(dirpath):
+            return
+        folder = Path(dirpath) if dirpath else Path(self.trainer.default_root_dir) / "checkpoints"
+        self.locks.enter_context(run_lock.held(folder))
+
+    def before_validate(self) -> None:
+        self._check_image_sides(train=False)
+
+    def _check_image_sides(self, train: bool) -> None:
+        # The data knows the image sides, the model the smallest its VGG layers take: only here are
+        # both known, and still before any log or checkpoint folder exists.
+        if train:
+            self.model.check_image_side("crop_size", self.datamodule.crop_size)
+        if self.datamodule.val_photos is not None:
+            self.model.check_image_side("val_size", self.datamodule.val_size)
+
 
 def main(argv: list[str]) -> int:
     if torch.cuda.is_available():
@@ -43,8 +136,11 @@ def main(argv: list[str]) -> int:
     # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
     args = None if argv == sys.argv[1:] else argv
     try:
-        FstCLI(StyleTransferModule, ShardDataModule, args=args, save_config_kwargs={"overwrite": True},
-               auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
+        with contextlib.ExitStack() as locks:
+            FstCLI(StyleTransferModule, ShardDataModule, trainer_class=Trainer, args=args, save_config_kwargs={"overwrite": True},
+                   auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False}, locks=locks)
     except ArgumentError as e:  # unknown key, bad type, missing file: one line, not a page of usage
         raise FstError(" ".join(str(e).split())) from None
+    except SIGTERMException as e:  # Lightning stopped after a batch (fst.preemption): exit 0 no more
+        raise signals.Interrupted(getattr(e, "signum", signal.SIGTERM), note=getattr(e, "note", "")) from None
     return 0

@@ -39,6 +39,14 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
+def min_input_side(arch: str, layers: tuple[str, ...] | list[str]) -> int:
+    """The smallest square input side for which every one of `layers` is still >= 1x1: each pool
+    halves the side, rounding down. Unknown names are left to VGGFeatures to report."""
+    names = layer_names(arch)
+    depth = max((names.index(name) + 1 for name in layers if name in names), default=0)
+    return 2 ** sum(name.startswith("pool") for name in names[:depth])
+
+
 class Normalize(nn.Module):
     """Maps RGB [0, 1] to what the weights were trained on (torchvision or Caffe convention)."""
 
@@ -99,11 +107,15 @@ class VGGFeatures(nn.Module):
     def train(self, mode: bool = True) -> "VGGFeatures":
         return super().train(False)  # frozen: never leaves eval mode
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: tuple[str, ...] | list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Activations of `layers` (default: all requested at construction); stops after the deepest."""
+        wanted = set(self.layers if layers is None else layers)
         out: dict[str, torch.Tensor] = {}
         h = self.normalize(x)
         for name, module in zip(self.names, self.features):
             h = module(h)
-            if name in self.layers:
+            if name in wanted:
                 out[name] = h
+                if len(out) == len(wanted):
+                    break
         return out

@@ -198,7 +198,7 @@ def test_refuses_overwriting_inputs_and_clashing_names(ckpt: Path, tmp_path: Pat
 
 
 def test_auto_device_is_cpu_fp32_without_cuda(ckpt: Path) -> None:
-    s = Stylizer(ckpt)
+    s = Stylizer(ckpt)  # conftest pins "no native bf16"; tests/test_precision.py covers the other CPU
     expected = ("cuda", "fp16") if torch.cuda.is_available() else ("cpu", "fp32")
     assert (s.device.type, s.dtype) == expected
 
