@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from fst.checkpoint import payload
 from fst.transformer import TransformerNet
 
 
@@ -17,3 +20,9 @@ def make_net(seed: int = 0) -> TransformerNet:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
     return net
+
+
+def save_checkpoint(path: Path, style_name: str = "tiny", global_step: int = 1) -> Path:
+    """`make_net()` saved as the smallest fst checkpoint (what export and stylize read)."""
+    torch.save(payload(make_net(), style_name=style_name, style_loss="gram", global_step=global_step), path)
+    return path

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from fst.checkpoint import payload
 from fst.criterion import PerceptualLoss
 from fst.data import ShardDataModule
 from fst.errors import FstError
 from fst.module import StyleTransferModule, min_image_side
 from fst.transformer import TransformerNet
-from nets import make_net
+from nets import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "fst" / "assets" / "photos" / "cat.jpg"
@@ -102,7 +101,7 @@ def odd_inputs(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save(payload(make_net(), style_name="tiny", style_loss="gram", global_step=1), path)
+    save_checkpoint(path)
     return path
 
 

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fst.checkpoint import load_checkpoint, payload
+from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
 from fst.data import ShardDataModule
 from fst.errors import FstError
 from fst.shards import Settings, build_shards, sample_shards
-from nets import make_net
+from nets import save_checkpoint
 from test_train import ROOT, fst_subprocess, run_args
 
 STOP_WITHIN_S = 20  # a stop signal ends any command within this
@@ -274,7 +273,7 @@ def test_a_stalled_data_source_neither_holds_a_stop_nor_outlives_it(tmp_path: Pa
 @pytest.mark.slow
 def test_sigterm_ends_stylize_with_no_half_written_file(tmp_path: Path) -> None:
     ckpt = tmp_path / "tiny.ckpt"
-    torch.save(payload(make_net(), style_name="tiny", style_loss="gram", global_step=1), ckpt)
+    save_checkpoint(ckpt)
     out_dir = tmp_path / "out"
     photos = ROOT / "fst" / "assets" / "photos"
     with fst_process(["stylize", str(photos), "--model", str(ckpt), "--out", str(out_dir), "--quiet"]) as proc:

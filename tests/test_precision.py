@@ -12,10 +12,10 @@ import torch
 import yaml
 
 from fst import precision
-from fst.checkpoint import load_checkpoint, payload
+from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
 from fst.stylize import Options, Stylizer, compile_pays
-from nets import make_net
+from nets import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "tests" / "configs" / "tiny.yaml")
@@ -124,7 +124,7 @@ def test_explicit_bf16_on_an_emulating_cpu_warns(forced_cpu, tmp_path: Path, cap
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.ckpt"
-    torch.save(payload(make_net(), style_name="tiny", style_loss="gram", global_step=1), path)
+    save_checkpoint(path)
     return path
 
 

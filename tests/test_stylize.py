@@ -12,11 +12,10 @@ import torch
 from PIL import Image
 
 from fst import tiling
-from fst.checkpoint import payload
 from fst.cli import main as cli
 from fst.export import export_model
 from fst.stylize import Options, Stylizer, stylize_image
-from nets import make_net
+from nets import save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "fst" / "assets" / "photos"
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save(payload(make_net(), style_name="tiny", style_loss="gram", global_step=10), path)
+    save_checkpoint(path, global_step=10)
     return path
 
 

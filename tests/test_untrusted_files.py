@@ -25,7 +25,7 @@ from PIL import Image
 from fst.checkpoint import payload
 from fst.cli import main as cli
 from fst.export import SUFFIXES, export_model, load_exported
-from nets import make_net
+from nets import make_net, save_checkpoint
 
 TINY = str(Path(__file__).resolve().parent / "configs" / "tiny.yaml")
 
@@ -48,7 +48,7 @@ RUNS = f"would run code ({os.system.__module__}.system); fst loads only tensors"
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "starry.ckpt"
-    torch.save(payload(make_net(), style_name="starry_night", style_loss="gram", global_step=7), path)
+    save_checkpoint(path, "starry_night", 7)
     return path
 
 
