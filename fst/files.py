@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def temp_name(out: Path) -> str:
+    """The name `atomic_path` writes `out` under first: hidden, random, same suffix."""
+    return f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
+
+
+def temp_name_pattern(stem_pattern: str, suffix: str) -> str:
+    """A regex for `temp_name`s of files whose stem matches `stem_pattern` (to clear what a killed
+    writer left behind)."""
+    return rf"\.{stem_pattern}\.[0-9a-f]{{8}}\.tmp{re.escape(suffix)}"
 
 
 @contextlib.contextmanager
@@ -18,7 +30,7 @@ def atomic_path(out: Path) -> Iterator[Path]:
     The data is fsynced before the rename and the rename after it: without that, a power cut
     soon after can leave `out` renamed but empty on ext4/xfs."""
     out = Path(out)
-    tmp = out.parent / f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
+    tmp = out.parent / temp_name(out)
     try:
         yield tmp
         fsync(tmp)
@@ -27,6 +39,13 @@ def atomic_path(out: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """`data` (text as UTF-8) to `path` through `atomic_path`, making its folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def fsync(path: Path) -> None:

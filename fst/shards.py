@@ -31,6 +31,7 @@ from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from fst.errors import FstError
+from fst.files import atomic_path, temp_name_pattern, write_atomic
 from fst.images import IMAGE_SUFFIXES, ImageError, image_paths, open_image, read_file, to_rgb
 from fst.output_dir import writable_dir
 
@@ -213,8 +214,7 @@ def write_shard(path: Path, samples: list[tuple[str, Prepared]]) -> str:
     """Write `(key, prepared)` samples to `path` via a temporary name; return its sha256."""
     from webdataset import TarWriter  # lazy: webdataset imports torch, which `--help` and the workers don't need
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         # Fixed mtime/owner/mode: the same samples always give the same bytes.
         with TarWriter(str(tmp), user="fst", group="fst", mtime=0, encoder=False) as sink:
             for key, p in samples:
@@ -223,9 +223,6 @@ def write_shard(path: Path, samples: list[tuple[str, Prepared]]) -> str:
                     sample["txt"] = p.meta["caption"].encode("utf-8")
                 sink.write(sample)
         digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest
 
 
@@ -376,15 +373,19 @@ def _keyed(samples: list[Prepared], first: int) -> list[tuple[str, Prepared]]:
 def _save(out: Path, state: dict) -> None:
     state["samples"] = sum(s["count"] for s in state["shards"])
     state["skipped"].sort(key=lambda s: s["index"])
-    tmp = out / f".{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(state, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / MANIFEST)
+    write_atomic(out / MANIFEST, json.dumps(state, indent=1, ensure_ascii=False) + "\n")
 
 
 def _remove_stale(out: Path, prefix: str, state: dict) -> None:
     """Drop our own leftovers: shards of an earlier, larger build and temp files of killed runs."""
     keep = {s["name"] for s in state["shards"]}
-    ours = re.compile(rf"^(\.?{re.escape(prefix)}-\d{{6}}\.tar|\.{MANIFEST})(\.tmp-\d+)?$")
+    shard = rf"{re.escape(prefix)}-\d{{6}}"
+    manifest = Path(MANIFEST)
+    ours = re.compile("^(" + "|".join([
+        rf"\.?{shard}\.tar",  # shards (and hidden ones of old fst versions)
+        temp_name_pattern(shard, ".tar"), temp_name_pattern(re.escape(manifest.stem), manifest.suffix),
+        rf"\.?{shard}\.tar\.tmp-\d+", rf"\.{re.escape(MANIFEST)}\.tmp-\d+",  # temp names of old fst versions
+    ]) + ")$")
     for p in out.iterdir():
         if ours.match(p.name) and p.name not in keep:
             p.unlink(missing_ok=True)

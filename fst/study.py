@@ -45,7 +45,7 @@ from fst.checkpoint import transformer_from_checkpoint
 from fst.criterion import flat
 from fst.errors import FstError
 from fst.data import square_photo
-from fst.files import atomic_path
+from fst.files import write_atomic
 from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import OTHER_ARCH, STYLE_STATS, FeatureMetrics, detail, ssim
 from fst.module import load_style, resolve_style_path
@@ -395,13 +395,6 @@ def x_at(pts: list[tuple[float, float]], y: float) -> tuple[float, float]:
 
 
 # --- report --------------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:

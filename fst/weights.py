@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fst.errors import FstError, first_line
+from fst.files import atomic_path
 from fst.output_dir import writable_dir
 from fst.untrusted import read_torch
 
@@ -197,18 +198,11 @@ def save_atomic(state_dict: dict[str, torch.Tensor], dest: Path, meta: dict[str,
     """Write safetensors atomically (temp file in the same folder, then rename); a folder that
     cannot be made or written, or a full disk, is one FstError naming the path."""
     writable_dir(dest.parent)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        os.close(fd)
-        save_file(state_dict, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; other users (a container's non-root user) read it
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            save_file(state_dict, str(tmp), metadata=meta)
     except OSError as e:
         raise FstError(f"{dest}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
