@@ -7,6 +7,10 @@
   layer, and SSIM of the luminance (Wang et al. 2004, 11×11 Gaussian window, σ = 1.5);
 - **detail**: mean gradient magnitude of the luminance (high-frequency energy), reported relative to
   the photo and to the painting by the study.
+- **artefacts**: the percentage of clipped pixels (some channel at 0–2 or 253–255 in 8 bits: the
+  saturated blobs a network pinned at its output range leaves), and the **colour distance** to the
+  painting: L1 between the per-channel mean and standard deviation of the image and of the
+  painting in CIELAB (D65), where equal steps are roughly equally visible.
 
 Images are (B, 3, H, W) RGB in [0, 1]; every metric returns one value per image, shape (B,).
 """
@@ -74,6 +78,40 @@ def detail(x: torch.Tensor) -> torch.Tensor:
     dx = y[..., :-1, 1:] - y[..., :-1, :-1]
     dy = y[..., 1:, :-1] - y[..., :-1, :-1]
     return (dx.pow(2) + dy.pow(2)).sqrt().flatten(1).mean(1)
+
+
+def clipped_percent(x: torch.Tensor, low: int = 2, high: int = 253) -> torch.Tensor:
+    """Percentage of pixels whose 8-bit value (as saved) is <= `low` or >= `high` in some channel."""
+    q = (x.float().clamp(0, 1) * 255).round()
+    return ((q <= low) | (q >= high)).any(1).flatten(1).float().mean(1) * 100
+
+
+# sRGB (D65) -> XYZ, and the D65 white point: IEC 61966-2-1 and CIE 15.
+SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
+def srgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (L in [0, 100], a and b roughly in [-128, 127])."""
+    x = x.double().clamp(0, 1)
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    m = torch.tensor(SRGB_TO_XYZ, dtype=x.dtype, device=x.device)
+    xyz = torch.einsum("ij,bjhw->bihw", m, linear) / torch.tensor(D65_WHITE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    eps, kappa = 216 / 24389, 24389 / 27
+    f = torch.where(xyz > eps, xyz.pow(1 / 3), (kappa * xyz + 16) / 116)
+    lab = torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+    return lab.float()
+
+
+def color_stats(x: torch.Tensor) -> torch.Tensor:
+    """(B, 6): per-channel mean and standard deviation in CIELAB."""
+    lab = srgb_to_lab(x).flatten(2)
+    return torch.cat([lab.mean(2), lab.std(2, unbiased=False)], 1)
+
+
+def color_distance(x: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+    """L1 distance, per image, between the CIELAB mean/std of each image in x and of the painting."""
+    return (color_stats(x) - color_stats(painting)[:1]).abs().sum(1)
 
 
 # --- deep-feature metrics ------------------------------------------------------------------------

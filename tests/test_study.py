@@ -13,7 +13,7 @@ from PIL import Image
 from fst import losses
 from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.metrics import SSIM_C1, FeatureMetrics, detail, ssim
+from fst.metrics import SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, srgb_to_lab, ssim
 from fst.study import LABEL, PAD, content_matched, gradient_norms
 from fst.vgg import VGGFeatures
 
@@ -41,6 +41,30 @@ def test_detail_is_zero_when_flat_and_counts_an_edge():
     step = torch.zeros(1, 3, 8, 8)
     step[..., 4:] = 1.0  # one vertical edge of height 1: 7 unit gradients among 7 x 7 positions
     assert detail(step).item() == pytest.approx(1 / 7, rel=1e-5)
+
+
+def test_clipped_percent_counts_pixels_pinned_at_either_end():
+    x = torch.full((1, 3, 10, 10), 0.5)
+    assert clipped_percent(x).item() == 0
+    x[0, 0, 0, :5] = 1.0  # five pixels with one channel at 255
+    x[0, 2, 1, :3] = 1.5 / 255  # three with one channel at 2 (as saved: rounds to 2)
+    x[0, 1, 2, :4] = 3 / 255  # four at 3: not clipped
+    assert clipped_percent(x).item() == pytest.approx(8.0)
+    assert clipped_percent(torch.cat([x, torch.zeros_like(x)])).tolist() == pytest.approx([8.0, 100.0])
+
+
+def test_lab_of_known_colours_and_color_distance():
+    colours = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).view(3, 3, 1, 1)
+    lab = srgb_to_lab(colours).flatten()
+    # CIE references (D65): white L=100, black L=0, sRGB red L=53.24 a=80.09 b=67.20
+    assert lab.tolist() == pytest.approx([100, 0, 0, 0, 0, 0, 53.24, 80.09, 67.20], abs=0.02)
+    painting = torch.rand(1, 3, 16, 16)
+    assert color_distance(painting, painting).item() == pytest.approx(0, abs=1e-4)
+    grey, darker = torch.full((1, 3, 8, 8), 0.5), torch.full((1, 3, 8, 8), 0.4)
+    # flat images: only the L means differ (std 0, a = b = 0 for grey)
+    expected = (srgb_to_lab(grey) - srgb_to_lab(darker)).abs()[0, 0, 0, 0].item()
+    assert color_distance(darker, grey).item() == pytest.approx(expected, rel=1e-4)
+    assert color_distance(torch.cat([grey, darker]), grey).tolist() == pytest.approx([0, expected], abs=1e-3)
 
 
 def test_style_and_content_distances_are_zero_for_the_painting_itself():
@@ -78,6 +102,8 @@ def test_compare_trains_evaluates_and_reports(tmp_path):
         assert numbers["train_ms_per_step"] > 0 and numbers["loss_ms_per_step"] > 0 and numbers["peak_mem_mb"] > 0
         assert numbers["content"] > 0 and numbers["ssim"] < 1  # trained models change the photo
     assert float(rows[0]["content"]) == 0 and float(rows[0]["ssim"]) == pytest.approx(1, abs=1e-5)
+    for r in rows:  # the artefact columns, for the untrained photos too
+        assert float(r["color_vs_painting"]) > 0 and 0 <= float(r["clipped_pct"]) <= 100
 
     with Image.open(out / "grid_the_scream.jpg") as grid:  # 2 photos x (photo + 2 losses), 32 px tiles
         assert grid.size == (3 * (32 + PAD) + PAD, PAD + LABEL + 32 + PAD + LABEL + 2 * (32 + PAD))
