@@ -10,7 +10,10 @@
 - **artefacts**: the percentage of clipped pixels (some channel at 0–2 or 253–255 in 8 bits: the
   saturated blobs a network pinned at its output range leaves), and the **colour distance** to the
   painting: L1 between the per-channel mean and standard deviation of the image and of the
-  painting in CIELAB (D65), where equal steps are roughly equally visible.
+  painting in CIELAB (D65), where equal steps are roughly equally visible; and **off-palette
+  pixels**: the percentage of pixels whose colour is farther from the painting's colours (Mahalanobis
+  distance to the painting's CIELAB mean and covariance) than 99% of the painting's own pixels are
+  (the painting itself scores 1%; a white or saturated blob in a dark-blue painting scores high).
 
 Images are (B, 3, H, W) RGB in [0, 1]; every metric returns one value per image, shape (B,).
 """
@@ -112,6 +115,30 @@ def color_stats(x: torch.Tensor) -> torch.Tensor:
 def color_distance(x: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
     """L1 distance, per image, between the CIELAB mean/std of each image in x and of the painting."""
     return (color_stats(x) - color_stats(painting)[:1]).abs().sum(1)
+
+
+OFF_PALETTE_QUANTILE = 0.99
+
+
+def _lab_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) CIELAB pixels, fp64."""
+    return srgb_to_lab(x).double().flatten(2).transpose(1, 2)
+
+
+def off_palette_percent(x: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+    """Percentage of pixels of each image in x beyond the painting's own 99th percentile of
+    Mahalanobis distance to its CIELAB colour distribution."""
+    ref = _lab_pixels(painting[:1])[0]
+    mean = ref.mean(0)
+    cov = torch.cov(ref.T) + 1e-3 * torch.eye(3, dtype=ref.dtype, device=ref.device)  # flat paintings
+    inv = torch.linalg.inv(cov)
+
+    def distance(p: torch.Tensor) -> torch.Tensor:
+        d = p - mean
+        return torch.einsum("...i,ij,...j->...", d, inv, d)
+
+    limit = torch.quantile(distance(ref), OFF_PALETTE_QUANTILE)
+    return (distance(_lab_pixels(x)) > limit).float().mean(1).float() * 100
 
 
 # --- deep-feature metrics ------------------------------------------------------------------------

@@ -47,7 +47,8 @@ from fst.errors import FstError
 from fst.data import square_photo
 from fst.files import write_atomic
 from fst.images import IMAGE_SUFFIXES, image_files
-from fst.metrics import OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail, ssim
+from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail,
+                         off_palette_percent, ssim)
 from fst.module import load_style, resolve_style_path
 from fst.shards import sample_photos_dir
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
@@ -60,7 +61,7 @@ DEFAULT_EVAL_PHOTOS = ("alpaca", "brandenburg_gate", "butterfly", "chichen_itza"
 COLUMNS = ["style", "loss", "family", "weight", "style_weight",
            "style_gram", "style_mean_std", "style_sliced_wasserstein",
            "style_vs_photo", "content", "ssim", "detail_vs_photo", "detail_vs_painting",
-           "color_vs_painting", "clipped_pct",
+           "color_vs_painting", "off_palette_pct", "clipped_pct",
            "train_ms_per_step", "loss_ms_per_step", "peak_mem_mb"]
 PAD, LABEL = 4, 26  # grid spacing and the height of a two-line column label, px
 EVAL_CHUNK = 8  # photos per evaluation forward pass: bounds memory for large evaluation sets
@@ -274,6 +275,7 @@ def per_image(y: torch.Tensor, x: torch.Tensor, painting: torch.Tensor, metrics:
     d["detail_vs_photo"] = detail(y) / detail(x).clamp_min(1e-8)
     d["detail_vs_painting"] = detail(y) / detail(painting).clamp_min(1e-8)
     d["color_vs_painting"] = color_distance(y, painting)
+    d["off_palette_pct"] = off_palette_percent(y, painting)
     d["clipped_pct"] = clipped_percent(y)
     return {k: v.float().cpu() for k, v in d.items()}
 

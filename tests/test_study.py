@@ -13,7 +13,8 @@ from PIL import Image
 from fst import losses
 from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.metrics import SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, srgb_to_lab, ssim
+from fst.metrics import (SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, off_palette_percent,
+                         srgb_to_lab, ssim)
 from fst.study import LABEL, PAD, content_matched, gradient_norms
 from fst.vgg import VGGFeatures
 
@@ -67,6 +68,16 @@ def test_lab_of_known_colours_and_color_distance():
     assert color_distance(torch.cat([grey, darker]), grey).tolist() == pytest.approx([0, expected], abs=1e-3)
 
 
+def test_off_palette_pixels_are_the_ones_far_from_the_paintings_colours():
+    torch.manual_seed(0)
+    painting = 0.1 + 0.3 * torch.rand(1, 3, 40, 40) * torch.tensor([0.3, 0.5, 1.0]).view(1, 3, 1, 1)  # dark blues
+    assert off_palette_percent(painting, painting).item() == pytest.approx(1.0, abs=0.1)  # its own 99th percentile
+    y = painting.clone()
+    y[..., :10, :16] = 1.0  # a white blob on 10% of the image
+    assert off_palette_percent(y, painting).item() == pytest.approx(11.0, abs=1.0)
+    assert off_palette_percent(torch.cat([painting, y]), painting).tolist() == pytest.approx([1.0, 11.0], abs=1.0)
+
+
 def test_style_and_content_distances_are_zero_for_the_painting_itself():
     metrics = FeatureMetrics("vgg19")
     painting, photo = torch.rand(1, 3, 48, 48), torch.rand(1, 3, 48, 48)
@@ -104,6 +115,7 @@ def test_compare_trains_evaluates_and_reports(tmp_path):
     assert float(rows[0]["content"]) == 0 and float(rows[0]["ssim"]) == pytest.approx(1, abs=1e-5)
     for r in rows:  # the artefact columns, for the untrained photos too
         assert float(r["color_vs_painting"]) > 0 and 0 <= float(r["clipped_pct"]) <= 100
+        assert 0 <= float(r["off_palette_pct"]) <= 100
 
     with Image.open(out / "grid_the_scream.jpg") as grid:  # 2 photos x (photo + 2 losses), 32 px tiles
         assert grid.size == (3 * (32 + PAD) + PAD, PAD + LABEL + 32 + PAD + LABEL + 2 * (32 + PAD))
