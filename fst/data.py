@@ -29,6 +29,8 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,6 +264,27 @@ def _errors_as_batches(src: Iterator[dict]) -> Iterator[dict]:
         yield {"error": str(e)}
 
 
+def _end_workers(loader_iter: Iterator[dict]) -> None:
+    """End a torch DataLoader iterator's workers now. Workers stuck on a stalled source would each
+    hold a stop for the loader's 5 s join timeout; each ends its `pipe:` commands (fst.pipes).
+    They are taken off torch's list of running workers while SIGCHLD is not handled: a worker
+    that ends while still listed is reported by torch's SIGCHLD handler as a crash, raised
+    wherever the main process is then (e.g. in the middle of saving last.ckpt)."""
+    workers = [w for w in getattr(loader_iter, "_workers", ()) if w.is_alive()]
+    shutdown = getattr(loader_iter, "_shutdown_workers", None)
+    if not workers or shutdown is None or threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread, where stop signals arrive
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(timeout=5)
+        shutdown()  # unlists them (and closes the queues); they are gone, so it does not wait
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
 class _MainProcess(PipelineStage):
     """The loader's last stage, in the main process: raises a worker's error, refuses an epoch
     without a single sample (finite shards that are all unreadable would otherwise make empty
@@ -277,11 +300,7 @@ class _MainProcess(PipelineStage):
                 with signals.interruptible():
                     batch = next(src, None)
             except signals.Interrupted:
-                # Workers stuck on a stalled source would each hold the stop for the loader's 5 s
-                # join timeout: end them now (each ends its `pipe:` commands, fst.pipes).
-                for worker in getattr(src, "_workers", ()):  # torch's DataLoader iterator
-                    if worker.is_alive():
-                        worker.terminate()
+                _end_workers(src)
                 raise
             if batch is None:
                 break

@@ -8,22 +8,26 @@ Every wait is bounded, and every process a test starts is killed when the test e
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.data import ShardDataModule
+from fst import pipes, signals
+from fst.data import ShardDataModule, _MainProcess
 from fst.errors import FstError
 from fst.shards import Settings, build_shards, sample_shards
 from nets import save_checkpoint
@@ -241,6 +245,35 @@ def pipe_commands(fifo: Path) -> set[int]:
             if f"cat {fifo}".encode() in args or args[:2] == [b"cat", str(fifo).encode()]:
                 found.add(int(cmdline.parent.name))
     return alive(found)
+
+
+class _Stalled(torch.utils.data.IterableDataset):
+    """A data source whose every read stalls."""
+
+    def __iter__(self) -> Iterator[dict]:
+        time.sleep(3600)
+        yield {}
+
+
+def test_a_stop_during_a_wait_for_data_ends_the_workers_without_a_late_error() -> None:
+    """Ctrl-C while the loop waits on a batch: the workers end at once, and their exit is not later
+    taken for a crash (torch's SIGCHLD handler raised "DataLoader worker ... is killed by signal"
+    in the middle of saving last.ckpt)."""
+    loader = torch.utils.data.DataLoader(_Stalled(), batch_size=None, num_workers=2, worker_init_fn=functools.partial(
+        signals.loader_worker, os.getpid(), pipes.kill_all))  # as ShardDataModule sets them up
+    with signals.handled():
+        workers = iter(loader)  # held, as Lightning holds the iterator while it handles the stop
+        batches = _MainProcess(["stalled"]).run(workers)
+        signals.defer(True)
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(signals.Interrupted):
+            next(batches)
+        assert time.monotonic() - start < STOP_WITHIN_S
+        time.sleep(2)  # a SIGCHLD from a worker still counted as running would raise here
+        signals.defer(False)
+    assert not any(w.is_alive() for w in workers._workers)
 
 
 @pytest.mark.slow
