@@ -5,7 +5,7 @@ adds on save::
 
     {"state_dict": {"transformer.<param>": Tensor, "style_targets.<...>": Tensor, ...},
      "global_step": int, ...,
-     "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int},
+     "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int, "output": str},
              "style_name": str, "style_loss": str, "global_step": int}}
 
 Export and stylize need only ``state_dict["transformer.*"]`` and ``fst["net"]``. A checkpoint is read
@@ -22,12 +22,12 @@ from typing import Any
 import torch
 
 from fst.errors import FstError
-from fst.transformer import TransformerNet
+from fst.transformer import OUTPUTS, TransformerNet
 from fst.untrusted import read_torch
 
 FORMAT = 1
 PREFIX = "transformer."
-NET_KEYS = tuple(inspect.signature(TransformerNet).parameters)  # ("channels", "n_residual")
+NET_KEYS = tuple(inspect.signature(TransformerNet).parameters)  # ("channels", "n_residual", "output")
 BLOCK_TENSORS = 8  # a residual block: two convs and two instance norms, weight and bias each
 
 
@@ -82,7 +82,7 @@ def transformer_from_state(config: Any, state: dict[str, Any], origin: str) -> T
     return net.eval()
 
 
-def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, int]:
+def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, Any]:
     """`config`, once it and `state` are what fst writes: the config's keys and integer values,
     then every tensor's name, shape and floating dtype, compared with a net on the meta device.
     Nothing is allocated or computed from a tensor before (a crafted view can claim any size)."""
@@ -98,11 +98,16 @@ def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, 
     return config
 
 
-def net_config(config: Any, origin: str) -> dict[str, int]:
-    """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range."""
+def net_config(config: Any, origin: str) -> dict[str, Any]:
+    """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range,
+    a known output. Files written before `output` existed have none: theirs is the sigmoid."""
+    if isinstance(config, dict) and "output" not in config:
+        config = {**config, "output": "sigmoid"}
     if (not isinstance(config, dict) or sorted(config) != sorted(NET_KEYS)
-            or not all(type(v) is int for v in config.values()) or config["channels"] < 1 or config["n_residual"] < 0):
-        raise FstError(f"{origin}: transformer config {config!r} is not integers channels >= 1, n_residual >= 0")
+            or not all(type(config[k]) is int for k in ("channels", "n_residual"))
+            or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS):
+        raise FstError(f"{origin}: transformer config {config!r} is not integers channels >= 1, n_residual >= 0 "
+                       f"and an output in {OUTPUTS}")
     return config
 
 

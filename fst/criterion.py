@@ -1,6 +1,6 @@
 """The perceptual criterion: frozen VGG + content loss + a style loss over several layers + TV.
 
-    total = content_weight · L_content(φ_c(y), φ_c(x))
+    total = content_weight · L_content(φ_c(y), φ_c(x))          (relative, or the classic recipe's MSE)
           + style_weight · w_loss · Σ_l λ_l · L_style(φ_l(y), target_l)
           + tv_weight · L_tv(y)
 
@@ -55,9 +55,10 @@ class PerceptualLoss(nn.Module):
     def __init__(self, style_loss: str = "inter", arch: str = "vgg16", style_layers: list[str] | None = None,
                  style_layer_weights: list[float] | None = None, content_layer: str | None = None,
                  content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 1e-4,
-                 pooling: str = "max", vgg_weights: str | Path | None = None):
+                 pooling: str = "max", vgg_weights: str | Path | None = None, content_loss: str = "relative"):
         super().__init__()
         self.loss = losses.get(style_loss)
+        self.content_loss = losses.get_content(content_loss)
         self.style_layers = list(style_layers or DEFAULT_LAYERS[arch])
         weights = style_layer_weights or [1.0] * len(self.style_layers)
         if len(weights) != len(self.style_layers):
@@ -87,7 +88,7 @@ class PerceptualLoss(nn.Module):
             fx = self.vgg(x, [self.content_layer])[self.content_layer]  # no deeper than needed
         per_layer = self.style_terms(fy)
         with torch.autocast(y.device.type, enabled=False):
-            content = losses.content_loss(fy[self.content_layer], fx)
+            content = self.content_loss(fy[self.content_layer], fx)
             style = self.loss.weight * sum(self.layer_weights[k] * v for k, v in per_layer.items())
             tv = losses.tv_loss(y)
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv

@@ -16,6 +16,10 @@ style's own statistic (a relative error), which makes it dimensionless, comparab
 across VGG input conventions (Caffe 0-255 vs torchvision) and across losses. On top of that, each
 registry entry has a ``weight`` that issue F's calibration sets by measurement (``fst compare``):
 the factor that brings every loss to a comparable style strength at a comparable content distance.
+The exception is the classic recipe's ``gram_mse`` (``absolute``): the mean squared Gram error of
+Johnson et al. / pytorch/examples, whose size depends on the layer and the input convention and is
+balanced by absolute weights (content 1e5, style 1e10: configs/classic.yaml). It is there as the
+baseline every fst loss is compared with, not as a loss to tune.
 Everything here is computed in fp32, even under autocast (an fp16 Gram overflows).
 """
 
@@ -43,6 +47,7 @@ class StyleLoss:
     target: Callable[[torch.Tensor], Stats]  # style features (C, M) -> statistics, once
     distance: Callable[[torch.Tensor, Stats], torch.Tensor]  # (B, C, N), statistics -> (B,)
     weight: float = 1.0  # calibrated default multiplier (see module docstring)
+    absolute: bool = False  # not normalised: its style weight is the recipe's own (gram_mse)
 
     def __call__(self, f: torch.Tensor, t: Stats) -> torch.Tensor:
         """The distance in fp32 with autocast off, whatever precision the network ran in."""
@@ -62,12 +67,13 @@ REGISTRY: dict[str, StyleLoss] = {}
 FAMILY_DEFAULT = {"inter": "gram", "intra": "mean_std"}
 
 
-def register(name: str, family: str, cost: str, target: Callable[[torch.Tensor], Stats], weight: float = 1.0):
+def register(name: str, family: str, cost: str, target: Callable[[torch.Tensor], Stats], weight: float = 1.0,
+             absolute: bool = False):
     """Decorator: the one registry line that makes a distance function a selectable style loss."""
     assert family in ("inter", "intra"), family
 
     def add(distance: Callable[[torch.Tensor, Stats], torch.Tensor]):
-        REGISTRY[name] = StyleLoss(name, family, cost, target, distance, weight)
+        REGISTRY[name] = StyleLoss(name, family, cost, target, distance, weight, absolute)
         return distance
 
     return add
@@ -130,6 +136,12 @@ def rel(err: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def gram(f: torch.Tensor, t: Stats) -> torch.Tensor:
     """L = ‖G(F) − G(S)‖²_F / ‖G(S)‖²_F,  G(X) = X Xᵀ / (C·N)  (Johnson et al. 2016)."""
     return rel(gram_matrix(f) - t["gram"], t["gram"])
+
+
+@register("gram_mse", "inter", "O(C²·N)", lambda s: {"gram": gram_matrix(s)}, absolute=True)
+def gram_mse(f: torch.Tensor, t: Stats) -> torch.Tensor:
+    """L = mean_ij (G(F) − G(S))²_ij,  G(X) = X Xᵀ / (C·N): absolute, the classic recipe's (style weight ~1e10)."""
+    return (gram_matrix(f) - t["gram"]).pow(2).mean((-2, -1))
 
 
 @register("covariance", "inter", "O(C²·N)", lambda s: {"cov": covariance(s)}, weight=0.19)
@@ -218,6 +230,21 @@ def content_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (y - x).pow(2).sum() / (x.pow(2).sum() + EPS)
 
 
+def content_mse(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L = mean (φ(y) − φ(x))²: absolute, the classic recipe's (content weight ~1e5)."""
+    return (y.float() - x.float()).pow(2).mean()
+
+
+CONTENT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "relative": content_loss, "mse": content_mse}
+
+
+def get_content(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name not in CONTENT_LOSSES:
+        raise FstError(f"unknown content loss {name!r} (choose from {', '.join(CONTENT_LOSSES)})")
+    return CONTENT_LOSSES[name]
+
+
 def tv_loss(y: torch.Tensor) -> torch.Tensor:
     """L = mean (y[i+1, j] − y[i, j])² + mean (y[i, j+1] − y[i, j])²: total variation, for smoothness."""
     y = y.float()
@@ -228,6 +255,7 @@ def main(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="fst losses", description="List the registered style losses.").parse_args(argv)
     print(f"{'name':<20} {'family':<6} {'weight':>8}  {'cost':<22} formula")
     for loss in REGISTRY.values():
-        print(f"{loss.name:<20} {loss.family:<6} {loss.weight:>8.3g}  {loss.cost:<22} {loss.formula}")
+        weight = "absolute" if loss.absolute else f"{loss.weight:.3g}"
+        print(f"{loss.name:<20} {loss.family:<6} {weight:>8}  {loss.cost:<22} {loss.formula}")
     print(f"\nfamily defaults: inter -> {FAMILY_DEFAULT['inter']}, intra -> {FAMILY_DEFAULT['intra']}")
     return 0

@@ -62,6 +62,7 @@ class StyleTransferModule(pl.LightningModule):
         style_layers: list[str] | None = None,
         style_layer_weights: list[float] | None = None,
         content_layer: str | None = None,
+        content_loss: str = "relative",
         content_weight: float = 1.0,
         style_weight: float = 1.0,
         tv_weight: float = 1e-4,
@@ -69,6 +70,7 @@ class StyleTransferModule(pl.LightningModule):
         vgg_weights: str | None = None,
         channels: int = 32,
         n_residual: int = 5,
+        output: str = "sigmoid",
         lr: float = 1e-3,
         optimizer: str = "adam",
         channels_last: bool = False,
@@ -84,13 +86,17 @@ class StyleTransferModule(pl.LightningModule):
             style_layers: VGG layers for the style loss (default: Johnson's for vgg16, Gatys' for vgg19).
             style_layer_weights: one weight per style layer (default: all 1).
             content_layer: VGG layer for the content loss (default relu2_2 for vgg16, relu4_1 for vgg19).
+            content_loss: ``relative`` (‖φ(y) − φ(x)‖² / ‖φ(x)‖²) or ``mse`` (the classic recipe's absolute mean).
             content_weight: weight of the content loss.
-            style_weight: weight of the style loss (each loss's calibrated factor is applied on top).
+            style_weight: weight of the style loss (each loss's calibrated factor is applied on top;
+                an absolute loss such as ``gram_mse`` takes the recipe's own, ~1e10).
             tv_weight: weight of the total-variation smoothness loss.
             pooling: ``max`` or ``avg`` pooling inside VGG.
             vgg_weights: explicit VGG weights file (default: cache, then torchvision, then the offline package).
             channels: base width of the transformer network (32 = the classic 1.68 M parameters).
             n_residual: residual blocks in the transformer network.
+            output: ``sigmoid`` (outputs in (0, 1)) or ``linear`` (the classic recipe: 0-255 in and out,
+                unbounded while training, clamped when stylizing).
             lr: learning rate.
             optimizer: ``adam`` or ``adamw``.
             channels_last: run the transformer and VGG in channels_last memory format.
@@ -112,9 +118,10 @@ class StyleTransferModule(pl.LightningModule):
         if optimizer not in ("adam", "adamw"):
             raise FstError(f"unknown optimizer {optimizer!r} (choose adam or adamw)")
         losses.get(style_loss)  # fail on a bad name before any weights load
-        self.transformer = TransformerNet(channels, n_residual)
+        losses.get_content(content_loss)
+        self.transformer = TransformerNet(channels, n_residual, output)
         self.criterion = PerceptualLoss(style_loss, arch, style_layers, style_layer_weights, content_layer,
-                                        content_weight, style_weight, tv_weight, pooling, vgg_weights)
+                                        content_weight, style_weight, tv_weight, pooling, vgg_weights, content_loss)
         if channels_last:
             self.to(memory_format=torch.channels_last)
         # A compiled bound method, not a compiled module: an OptimizedModule attribute would register

@@ -1,13 +1,14 @@
 """`fst compare`: the loss study (Cui et al. 2018) as a rerunnable tool.
 
-One model per (painting, style loss), all under one budget, each trained by a real `fst fit` in a
+One model per (painting, style loss), plus one per (painting, recipe) for every baseline recipe
+(``--baselines configs/classic.yaml``: that config's ``model:`` section), all under one budget, each trained by a real `fst fit` in a
 fresh process (so its time per step and peak memory are its own), then evaluated on the same photos
 by `fst.metrics` on the VGG the models were *not* trained with. The report folder holds:
 
     OUT/metrics.csv, OUT/metrics.md     one row per run (+ the untrained photo as a reference row)
     OUT/grid_<painting>.jpg             rows: photos; columns: the photo, then each loss; painting on top
     OUT/report.md                       command, budget, machine, table, grids
-    OUT/runs/<painting>__<loss>/        config.yaml (the exact `fst fit` config), train.log, cost.json,
+    OUT/runs/<painting>__<loss|recipe>/ config.yaml (the exact `fst fit` config), train.log, cost.json,
                                         checkpoints/, tensorboard/
     OUT/calibration_gradient.{csv,md}   with --calibrate (no training): registry weights from start gradients
     OUT/calibration_content.{csv,md}    with --calibrate --from-studies A B: weights matching content distance
@@ -30,7 +31,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+import inspect
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -49,7 +51,7 @@ from fst.files import write_atomic
 from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail,
                          off_palette_percent, ssim)
-from fst.module import load_style, resolve_style_path
+from fst.module import StyleTransferModule, load_style, resolve_style_path
 from fst.shards import sample_photos_dir
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
 
@@ -92,12 +94,40 @@ class Budget:
 @dataclass(frozen=True)
 class Run:
     style: str  # a path or sample:NAME
-    loss: str  # registered name
+    loss: str  # the column: a registered loss name, or a recipe's name (its config file's stem)
     dir: Path
+    recipe: dict = field(default_factory=dict)  # model keys a baseline recipe sets over the budget's
 
     @property
     def name(self) -> str:
         return self.dir.name
+
+    @property
+    def style_loss(self) -> losses.StyleLoss:
+        return losses.get(self.recipe.get("style_loss", self.loss))
+
+
+# Model keys the budget sets for every run, recipes included: the painting, its size, the network.
+SHARED_MODEL_KEYS = ("style_image", "style_size", "arch", "channels", "n_residual")
+
+
+def load_recipe(path: Path) -> dict:
+    """A baseline recipe: the ``model:`` section of an `fst fit` config, less the keys the budget
+    shares (`SHARED_MODEL_KEYS`); what it leaves out (lr, weights) comes from the budget too."""
+    if not path.is_file():
+        raise FstError(f"{path}: recipe config not found")
+    try:
+        model = (yaml.safe_load(path.read_text()) or {}).get("model")
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError) as e:
+        raise FstError(f"{path}: not a YAML config with a model: section ({type(e).__name__})") from None
+    if not isinstance(model, dict) or "style_loss" not in model:
+        raise FstError(f"{path}: no model: section with a style_loss")
+    known = set(inspect.signature(StyleTransferModule).parameters)
+    unknown = sorted(set(model) - known)
+    if unknown:
+        raise FstError(f"{path}: unknown model keys {unknown} (see fst fit --help)")
+    losses.get(model["style_loss"])
+    return {k: v for k, v in model.items() if k not in SHARED_MODEL_KEYS}
 
 
 # --- training: a real `fst fit` per run ---------------------------------------------------------
@@ -185,7 +215,7 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
         "model": {
             "style_image": run.style, "style_loss": run.loss, "style_size": b.style_size, "arch": b.arch,
             "content_weight": b.content_weight, "style_weight": b.style_weight, "tv_weight": b.tv_weight,
-            "channels": b.channels, "n_residual": b.n_residual, "lr": b.lr,
+            "channels": b.channels, "n_residual": b.n_residual, "lr": b.lr, **run.recipe,
         },
         "data": {
             "train_shards": shards, "val_photos": None, "crop_size": b.crop, "batch_size": b.batch,
@@ -199,8 +229,8 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
 def config_text(run: Run, budget: Budget, shards: str, device: str) -> str:
     """The YAML, headed by the loss's registry weight: not a config key, but it changes what is trained
     (so a weight edited in fst/losses.py makes the run stale)."""
-    header = (f"# fst compare run {run.name}: style loss {run.loss}, registry weight "
-              f"{losses.get(run.loss).weight!r} (fst/losses.py)\n")
+    header = (f"# fst compare run {run.name}: style loss {run.style_loss.name}, registry weight "
+              f"{run.style_loss.weight!r} (fst/losses.py)\n")
     return header + yaml.safe_dump(run_config(run, budget, shards, device), sort_keys=False)
 
 
@@ -479,7 +509,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="report folder (runs are kept in OUT/runs and reused)")
     p.add_argument("--styles", nargs="+", default=["sample:starry_night", "sample:the_scream"],
                    help="paintings: paths or sample:NAME (default: starry_night and the_scream)")
-    p.add_argument("--losses", nargs="+", default=list(losses.REGISTRY), help="style losses (default: all registered)")
+    p.add_argument("--losses", nargs="*", default=[n for n, v in losses.REGISTRY.items() if not v.absolute],
+                   help="style losses, under the budget's weights (default: every registered one but the absolute "
+                        "gram_mse, which only a recipe's own weights fit)")
+    p.add_argument("--baselines", nargs="+", type=Path, default=[], metavar="CONFIG",
+                   help="recipes to compare with, each an `fst fit` config whose model: section (its loss, weights, "
+                        "lr, output) is one more column, e.g. configs/classic.yaml; the painting, its size and the "
+                        "network size still come from the budget")
     p.add_argument("--shards", default="sample",
                    help="training shards, as `fst fit --data.train_shards` (default sample)")
     p.add_argument("--eval-photos", type=Path,
@@ -527,6 +563,11 @@ def check_inputs(args: argparse.Namespace) -> list[str]:
     for key in ("steps", "batch", "crop", "eval_count", "eval_size", "tile", "draws", "channels", "n_residual"):
         if getattr(args, key) < 1:
             raise FstError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    stems = [p.stem for p in args.baselines]
+    if len(set(stems)) < len(stems) or set(stems) & set(names):
+        raise FstError(f"baseline config names ({', '.join(stems)}) must differ from each other and from the losses")
+    if not names and not args.baselines:
+        raise FstError("nothing to compare: no --losses and no --baselines")
     if args.from_studies and not args.calibrate:
         raise FstError("--from-studies goes with --calibrate")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -550,7 +591,10 @@ def main(argv: list[str]) -> int:
     from fst.data import resolve_shards
 
     resolve_shards(args.shards)  # missing shards: one line now, not after the first run
-    runs = [Run(s, n, args.out / "runs" / f"{resolve_style_path(s).stem}__{n}") for s in args.styles for n in names]
+    recipes = {path.stem: load_recipe(path) for path in args.baselines}
+    columns = [(n, {}) for n in names] + list(recipes.items())
+    runs = [Run(s, n, args.out / "runs" / f"{resolve_style_path(s).stem}__{n}", r)
+            for s in args.styles for n, r in columns]
     train_all(runs, budget, args)
     rows, grids = evaluate_all(runs, budget, args, photos_at)
     write_report(args, budget, rows, grids, photos_at, argv)
@@ -587,20 +631,21 @@ def evaluate_all(runs: list[Run], budget: Budget, args: argparse.Namespace,
         rows.append(base)
         columns = []
         style_runs = [r for r in runs if r.style == style]
-        loss_cost = loss_ms([r.loss for r in style_runs], train_vgg, crops, painting)
+        loss_cost = loss_ms(list(dict.fromkeys(r.style_loss.name for r in style_runs)), train_vgg, crops, painting)
         for run in style_runs:
             bar.set_postfix_str(run.name)
             y = stylize(run, photos, dev)
-            loss = losses.get(run.loss)
+            loss = run.style_loss
             cost = json.loads((run.dir / "cost.json").read_text())  # written by the run itself
             row = {"style": stem, "loss": run.loss, "family": loss.family, "weight": cost["weight"],
-                   "style_weight": budget.style_weight,
+                   "style_weight": run.recipe.get("style_weight", budget.style_weight),
                    **score(y, photos, painting, metrics, target),
                    "train_ms_per_step": fast_step_ms(cost), "peak_mem_mb": cost["peak_mem_mb"],
-                   "loss_ms_per_step": loss_cost[run.loss]}
+                   "loss_ms_per_step": loss_cost[loss.name]}
             row["style_vs_photo"] = style_vs_photo(row, base)
             rows.append(row)
-            columns.append((f"{run.loss}\n{loss.family}, w={cost['weight']:.3g}", [to_pil(t) for t in y[:GRID_ROWS]]))
+            label = f"{loss.family}, w={cost['weight']:.3g}" if not run.recipe else f"recipe: {loss.name}"
+            columns.append((f"{run.loss}\n{label}", [to_pil(t) for t in y[:GRID_ROWS]]))
             bar.update(1)
         title = f"style: {stem} (style_size {budget.style_size}); rows: photos; columns: style loss, family, weight"
         grids[stem] = grid(to_pil(painting[0]), title, [to_pil(t) for t in photos[:GRID_ROWS]], columns, args.tile)

@@ -7,8 +7,10 @@
   nearest-upsample + conv instead of transposed conv (no checkerboard; Odena et al. 2016).
 - Any H x W works: each upsample goes back to the exact size the matching downsample saw,
   so odd sizes come out the same size as they went in.
-- Output range: a sigmoid maps to (0, 1), so every output, exported or not, is a valid image
-  and gradients never vanish at a hard clamp. Defaults (c=32, R=5) give the classic ~1.68 M parameters.
+- Output (`output`): ``sigmoid`` maps to (0, 1); ``linear`` is the classic recipe's (Johnson et al.,
+  pytorch/examples): the network sees the photo in 0-255 and its last conv's raw values are read as
+  0-255, unbounded while training, clamped to the valid range in eval mode (so every output,
+  exported or not, is a valid image). Defaults (c=32, R=5) give the classic ~1.68 M parameters.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fst.errors import FstError
+
 # The smallest input side the network takes, found by trying: conv_in's reflection pad of 4 needs
 # more than 4 px, and the two stride-2 convs then give 5 -> 3 -> 2, still enough for the 3x3 pads.
 MIN_SIDE = 5
+OUTPUTS = ("sigmoid", "linear")
+PIXEL_SCALE = 255.0  # the linear output's units: 8-bit pixel values, as the classic recipe trains
 
 
 class ConvLayer(nn.Sequential):
@@ -59,10 +65,13 @@ class UpsampleConv(nn.Module):
 class TransformerNet(nn.Module):
     """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]."""
 
-    def __init__(self, channels: int = 32, n_residual: int = 5):
+    def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "sigmoid"):
         super().__init__()
+        if output not in OUTPUTS:
+            raise FstError(f"unknown transformer output {output!r} (choose from {', '.join(OUTPUTS)})")
         c = channels
-        self.config = {"channels": channels, "n_residual": n_residual}
+        self.config = {"channels": channels, "n_residual": n_residual, "output": output}
+        self.linear = output == "linear"
         self.conv_in = ConvLayer(3, c, 9)
         self.down1 = ConvLayer(c, 2 * c, 3, stride=2)
         self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2)
@@ -72,12 +81,17 @@ class TransformerNet(nn.Module):
         self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h0 = self.conv_in(x)
+        h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x)
         h1 = self.down1(h0)
         y = self.residual(self.down2(h1))
         y = self.up1(y, h1.shape[-2:])
-        y = self.up2(y, h0.shape[-2:])
-        return torch.sigmoid(self.conv_out(y))
+        y = self.conv_out(self.up2(y, h0.shape[-2:]))
+        if not self.linear:
+            return torch.sigmoid(y)
+        y = y / PIXEL_SCALE
+        # Unclamped while training: the loss sees (and corrects) values out of range; a clamp
+        # there would stop their gradient.
+        return y if self.training else y.clamp(0, 1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -173,3 +173,28 @@ def test_content_and_tv():
     stripes = torch.zeros(1, 1, 2, 2)
     stripes[..., 0, :] = 1  # rows differ by 1, columns equal
     assert losses.tv_loss(stripes).item() == pytest.approx(1.0)
+
+
+def test_classic_losses_are_absolute_mean_squared_errors():
+    """gram_mse and content mse are the classic recipe's (pytorch/examples fast_neural_style):
+    torch's mse_loss of the Gram matrices / features, so their size scales with the features'
+    (4th and 2nd power) where the relative losses stay put."""
+    g = torch.Generator().manual_seed(0)
+    f, s = torch.rand(3, 4, 50, generator=g), torch.rand(4, 70, generator=g)
+    classic = losses.get("gram_mse")
+    assert classic.absolute and classic.family == "inter" and not losses.get("gram").absolute
+    gram_f = torch.bmm(f, f.transpose(1, 2)) / (4 * 50)
+    gram_s = (s @ s.T / (4 * 70)).expand(3, 4, 4)
+    expected = torch.nn.functional.mse_loss(gram_f, gram_s)
+    assert classic(f, classic.stats(s)).mean().item() == pytest.approx(expected.item(), rel=1e-5)
+    assert classic(2 * f, classic.stats(2 * s)).mean().item() == pytest.approx(16 * expected.item(), rel=1e-5)
+    relative = losses.get("gram")
+    assert relative(2 * f, relative.stats(2 * s)).mean().item() == pytest.approx(
+        relative(f, relative.stats(s)).mean().item(), rel=1e-5)
+
+    x, y = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    mse = losses.get_content("mse")
+    assert mse(y, x).item() == pytest.approx(torch.nn.functional.mse_loss(y, x).item(), rel=1e-6)
+    assert losses.get_content("relative") is losses.content_loss
+    with pytest.raises(FstError, match="unknown content loss 'l1'"):
+        losses.get_content("l1")

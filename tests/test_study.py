@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from fst.metrics import (SSIM_C1, FeatureMetrics, clipped_percent, color_distanc
 from fst.study import LABEL, PAD, content_matched, gradient_norms
 from fst.vgg import VGGFeatures
 
+CLASSIC = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
 TINY = ["--steps", "3", "--batch", "2", "--crop", "32", "--channels", "8", "--n-residual", "1",
         "--style-size", "64", "--eval-count", "2", "--eval-size", "32", "--tile", "32"]
 
@@ -101,13 +103,15 @@ def test_calibration_gradient_is_zero_at_the_style_itself(vgg16_weights):
 @pytest.mark.slow
 def test_compare_trains_evaluates_and_reports(tmp_path):
     out = tmp_path / "study"
-    args = ["compare", "--out", str(out), "--losses", "gram", "intra", "--styles", "sample:the_scream", *TINY]
+    args = ["compare", "--out", str(out), "--losses", "gram", "intra", "--styles", "sample:the_scream", *TINY,
+            "--baselines", str(CLASSIC)]
     assert cli(args) == 0
 
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [r["loss"] for r in rows] == ["photo (untrained)", "gram", "mean_std"]  # `intra` -> its default
+    assert [r["loss"] for r in rows] == ["photo (untrained)", "gram", "mean_std", "classic"]  # `intra` -> its default
     for r in rows[1:]:
-        assert r["family"] == losses.get(r["loss"]).family and float(r["weight"]) == losses.get(r["loss"]).weight
+        loss = losses.get(r["loss"] if r["loss"] != "classic" else "gram_mse")
+        assert r["family"] == loss.family and float(r["weight"]) == loss.weight
         numbers = {k: float(v) for k, v in r.items() if k not in ("style", "loss", "family")}
         assert all(math.isfinite(v) for v in numbers.values()), r
         assert numbers["train_ms_per_step"] > 0 and numbers["loss_ms_per_step"] > 0 and numbers["peak_mem_mb"] > 0
@@ -117,14 +121,24 @@ def test_compare_trains_evaluates_and_reports(tmp_path):
         assert float(r["color_vs_painting"]) > 0 and 0 <= float(r["clipped_pct"]) <= 100
         assert 0 <= float(r["off_palette_pct"]) <= 100
 
-    with Image.open(out / "grid_the_scream.jpg") as grid:  # 2 photos x (photo + 2 losses), 32 px tiles
-        assert grid.size == (3 * (32 + PAD) + PAD, PAD + LABEL + 32 + PAD + LABEL + 2 * (32 + PAD))
+    with Image.open(out / "grid_the_scream.jpg") as grid:  # 2 photos x (photo + 2 losses + classic), 32 px tiles
+        assert grid.size == (4 * (32 + PAD) + PAD, PAD + LABEL + 32 + PAD + LABEL + 2 * (32 + PAD))
     assert "| gram | inter |" in (out / "metrics.md").read_text() and (out / "report.md").is_file()
     for loss in ("gram", "mean_std"):
         run = out / "runs" / f"the_scream__{loss}"
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["model"]["style_loss"] == loss and config["trainer"]["max_steps"] == 3
         assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    # the classic column trains the recipe's model section on the budget's painting and network
+    model = yaml.safe_load((out / "runs" / "the_scream__classic" / "config.yaml").read_text())["model"]
+    recipe = yaml.safe_load(CLASSIC.read_text())["model"]
+    assert {k: model[k] for k in ("style_loss", "content_loss", "content_weight", "style_weight", "tv_weight",
+                                  "output", "lr")} == {k: recipe[k] for k in ("style_loss", "content_loss",
+                                  "content_weight", "style_weight", "tv_weight", "output", "lr")}
+    assert (model["style_image"], model["style_size"], model["channels"], model["n_residual"]) == (
+        "sample:the_scream", 64, 8, 1)
+    classic = load_checkpoint(out / "runs" / "the_scream__classic" / "checkpoints" / "last.ckpt")
+    assert classic["fst"]["net"]["output"] == "linear" and classic["fst"]["style_loss"] == "gram_mse"
 
     # a rerun with the same budget reuses the finished runs: nothing is trained again
     logs = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/train.log")}
@@ -172,6 +186,10 @@ def test_content_matching_interpolates_between_the_runs_that_bracket_the_target(
     (["--eval-photos", "/no/photos"], "/no/photos: evaluation photo folder not found"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--from-studies", "runs/a", "runs/b"], "--from-studies goes with --calibrate"),
+    (["--baselines", "/no/classic.yaml"], "/no/classic.yaml: recipe config not found"),
+    (["--losses", "gram", "--baselines", "tests/configs/tiny.yaml", "tests/configs/tiny.yaml"],
+     "baseline config names (tiny, tiny) must differ"),
+    (["--losses"], "nothing to compare"),
 ])
 def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, extra, message):
     assert cli(["compare", "--out", str(tmp_path / "o"), *extra]) == 2

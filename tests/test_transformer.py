@@ -1,0 +1,81 @@
+"""The transformer's two outputs: fst's sigmoid and the classic recipe's linear 0-255 output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fst.checkpoint import payload, transformer_from_checkpoint
+from fst.errors import FstError
+from fst.export import FORMATS, SUFFIXES, export_model, load_exported
+from fst.transformer import TransformerNet
+
+
+def linear_net() -> TransformerNet:
+    """A linear-output net whose last conv is pushed well past the valid range at both ends."""
+    torch.manual_seed(0)
+    net = TransformerNet(8, 1, "linear")
+    with torch.no_grad():
+        net.conv_out[1].bias.fill_(0.8 * 255)
+        net.conv_out[1].weight.mul_(1000)
+    return net
+
+
+def test_linear_output_is_unbounded_in_training_and_clamped_in_eval() -> None:
+    net, x = linear_net(), torch.rand(2, 3, 40, 36)
+    with torch.no_grad():
+        raw = net.train()(x)
+        out = net.eval()(x)
+    assert raw.max() > 1.2 and raw.min() < -0.2  # training sees the unclamped values
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, raw.clamp(0, 1))  # the clamp is the only difference (instance norm has no running stats)
+
+
+def test_linear_output_reads_the_photo_in_0_255() -> None:
+    """The first conv sees pixel values, as the classic recipe trains: the same weights with a
+    sigmoid output see [0, 1]. With the affine norms at their identity init, instance norm
+    removes the input scale, so only the (scaled) conv bias tells the two apart."""
+    torch.manual_seed(0)
+    linear = TransformerNet(8, 1, "linear")
+    seen = {}
+    linear.conv_in[1].register_forward_hook(lambda m, i, o: seen.update(input=i[0]))
+    x = torch.rand(1, 3, 24, 24)
+    linear(x)
+    assert torch.allclose(seen["input"], torch.nn.functional.pad(x * 255, (4, 4, 4, 4), mode="reflect"))
+
+
+def test_unknown_output_is_one_line() -> None:
+    with pytest.raises(FstError, match="unknown transformer output 'tanh'"):
+        TransformerNet(8, 1, "tanh")
+
+
+def test_checkpoint_keeps_the_output_and_old_checkpoints_read_as_sigmoid() -> None:
+    net = linear_net().eval()
+    back, meta = transformer_from_checkpoint(payload(net))
+    assert meta["net"]["output"] == "linear" and back.linear
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+    old = payload(TransformerNet(8, 1))
+    del old["fst"]["net"]["output"]  # written before the output was a choice
+    assert transformer_from_checkpoint(old)[0].config["output"] == "sigmoid"
+    bad = payload(TransformerNet(8, 1))
+    bad["fst"]["net"]["output"] = "relu"
+    with pytest.raises(FstError, match="an output in"):
+        transformer_from_checkpoint(bad)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exported_linear_net_clamps_like_the_eager_one(fmt: str, tmp_path: Path) -> None:
+    net = linear_net().eval()
+    ckpt = tmp_path / "classic.ckpt"
+    torch.save(payload(net, style_name="classic", style_loss="gram_mse", global_step=1), ckpt)
+    model, meta = load_exported(export_model(ckpt, tmp_path / f"classic{SUFFIXES[fmt]}", fmt))
+    assert meta["net"]["output"] == "linear"
+    x = torch.rand(1, 3, 45, 39)
+    with torch.no_grad():
+        expected, got = net(x), model(x)
+    assert expected.min() == 0 and expected.max() == 1  # the case where the clamp matters
+    assert (got - expected).abs().max().item() < 1e-3
