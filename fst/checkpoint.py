@@ -101,12 +101,13 @@ def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, 
 def net_config(config: Any, origin: str) -> dict[str, Any]:
     """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range,
     a known output. Files written before `output` existed have none: theirs is the sigmoid."""
+    given = config
     if isinstance(config, dict) and "output" not in config:
         config = {**config, "output": "sigmoid"}
     if (not isinstance(config, dict) or sorted(config) != sorted(NET_KEYS)
             or not all(type(config[k]) is int for k in ("channels", "n_residual"))
             or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS):
-        raise FstError(f"{origin}: transformer config {config!r} is not integers channels >= 1, n_residual >= 0 "
+        raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0 "
                        f"and an output in {OUTPUTS}")
     return config
 

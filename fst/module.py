@@ -70,7 +70,7 @@ class StyleTransferModule(pl.LightningModule):
         vgg_weights: str | None = None,
         channels: int = 32,
         n_residual: int = 5,
-        output: str = "sigmoid",
+        output: str = "linear",
         lr: float = 1e-3,
         optimizer: str = "adam",
         channels_last: bool = False,
@@ -84,7 +84,8 @@ class StyleTransferModule(pl.LightningModule):
             style_size: long side the style image is resized to before its statistics are taken (0: as is).
             arch: loss network, ``vgg16`` or ``vgg19``.
             style_layers: VGG layers for the style loss (default: Johnson's for vgg16, Gatys' for vgg19).
-            style_layer_weights: one weight per style layer (default: all 1).
+            style_layer_weights: one weight per style layer (default: 1, 1, 1, 0.1 for vgg16's default layers,
+                whose deepest would otherwise rule the loss; all 1 otherwise).
             content_layer: VGG layer for the content loss (default relu2_2 for vgg16, relu4_1 for vgg19).
             content_loss: ``relative`` (‖φ(y) − φ(x)‖² / ‖φ(x)‖²) or ``mse`` (the classic recipe's absolute mean).
             content_weight: weight of the content loss.
@@ -95,8 +96,8 @@ class StyleTransferModule(pl.LightningModule):
             vgg_weights: explicit VGG weights file (default: cache, then torchvision, then the offline package).
             channels: base width of the transformer network (32 = the classic 1.68 M parameters).
             n_residual: residual blocks in the transformer network.
-            output: ``sigmoid`` (outputs in (0, 1)) or ``linear`` (the classic recipe: 0-255 in and out,
-                unbounded while training, clamped when stylizing).
+            output: ``linear`` (0-255 in and out, unbounded while training, clamped when stylizing) or
+                ``sigmoid`` (outputs in (0, 1); leaves blobs where its gradient vanishes, fst/transformer.py).
             lr: learning rate.
             optimizer: ``adam`` or ``adamw``.
             channels_last: run the transformer and VGG in channels_last memory format.

@@ -53,6 +53,7 @@ from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percen
                          off_palette_percent, ssim)
 from fst.module import StyleTransferModule, load_style, resolve_style_path
 from fst.shards import sample_photos_dir
+from fst.transformer import OUTPUTS
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
 
 # Evaluation photos when none are given: a fixed, varied handful of the embedded photos. The sample
@@ -87,6 +88,7 @@ class Budget:
     arch: str = "vgg16"
     channels: int = 16
     n_residual: int = 3
+    output: str = "linear"  # the transformer's output (fst.transformer)
     precision: str = "auto"  # fst.precision: bf16 only where the hardware has it natively
     workers: int = 0
 
@@ -215,7 +217,7 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
         "model": {
             "style_image": run.style, "style_loss": run.loss, "style_size": b.style_size, "arch": b.arch,
             "content_weight": b.content_weight, "style_weight": b.style_weight, "tv_weight": b.tv_weight,
-            "channels": b.channels, "n_residual": b.n_residual, "lr": b.lr, **run.recipe,
+            "channels": b.channels, "n_residual": b.n_residual, "output": b.output, "lr": b.lr, **run.recipe,
         },
         "data": {
             "train_shards": shards, "val_photos": None, "crop_size": b.crop, "batch_size": b.batch,
@@ -545,6 +547,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", default=d.arch, choices=["vgg16", "vgg19"], help="training loss network")
     b.add_argument("--channels", type=int, default=d.channels, help="transformer width")
     b.add_argument("--n-residual", type=int, default=d.n_residual, help="transformer residual blocks")
+    b.add_argument("--output", default=d.output, choices=list(OUTPUTS), help="transformer output (default linear)")
     b.add_argument("--precision", default=d.precision, choices=["auto", "32-true", "bf16-mixed", "16-mixed"],
                    help="auto: bf16-mixed where the hardware has native bf16, else 16-mixed (GPU) or 32-true (CPU)")
     b.add_argument("--workers", type=int, default=d.workers, help="data loader processes per run")

@@ -202,8 +202,8 @@ def test_pt2_whose_graph_calls_another_op_is_refused(artefacts: dict[str, Path],
     src = artefacts["export"]
     name = member(src, "models/model.json")
     text = zipfile.ZipFile(src).read(name).decode()
-    assert "torch.ops.aten.sigmoid.default" in text
-    evil = rewrite_zip(src, tmp_path / "evil.pt2", {name: text.replace("torch.ops.aten.sigmoid.default",
+    assert "torch.ops.aten.clamp.default" in text
+    evil = rewrite_zip(src, tmp_path / "evil.pt2", {name: text.replace("torch.ops.aten.clamp.default",
                                                                        "torch.ops.image.write_file.default").encode()})
     with pytest.raises(FstError, match=r"refused: its graph calls torch.ops.image.write_file.default"):
         load_exported(evil)
@@ -370,7 +370,7 @@ def not_checkpoints(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "huge config": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 8, "n_residual": 10**9}}), tmp / "t"),
                         "too few for the 1000000000 residual blocks of its config"),
         "wrong shapes": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 16, "n_residual": 1}}), tmp / "t"),
-                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1}: "
+                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid'}: "
                          "conv_in.1.weight has shape (8, 3, 9, 9), expected (16, 3, 9, 9)"),
         "int weights": (torch_bytes(changed(state_dict={k: v.long() for k, v in good["state_dict"].items()}), tmp / "t"),
                         "is a torch.int64, not a float tensor"),
@@ -392,7 +392,7 @@ def test_file_that_is_no_fst_checkpoint_is_one_line(case: str, tmp_path: Path, c
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1}"),
+    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid'}"),
     ({"dtype": "fp64"}, "fst metadata with dtype 'fp64'"),
     ({"dtype": "fp16"}, "weight conv_in.1.bias is not fp16, the dtype its metadata records"),
 ])
