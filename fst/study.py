@@ -593,8 +593,8 @@ def main(argv: list[str]) -> int:
         return run_calibration(args, names, budget, photos_at)
     from fst.data import resolve_shards
 
-    resolve_shards(args.shards)  # missing shards: one line now, not after the first run
     recipes = {path.stem: load_recipe(path) for path in args.baselines}
+    resolve_shards(args.shards)  # missing shards: one line now, not after the first run
     columns = [(n, {}) for n in names] + list(recipes.items())
     runs = [Run(s, n, args.out / "runs" / f"{resolve_style_path(s).stem}__{n}", r)
             for s in args.styles for n, r in columns]

@@ -11,7 +11,9 @@ from fst.transformer import TransformerNet
 
 
 def make_net(seed: int = 0) -> TransformerNet:
-    """A tiny net with random but fixed weights, instance-norm affine included (not the 1/0 init)."""
+    """A tiny net with random but fixed weights, instance-norm affine included (not the 1/0 init).
+    Its last conv is scaled so that its linear 0-255 output spreads around mid-grey, as a sigmoid's
+    would (0.5 + z/4 near 0), instead of sitting at the black end where the clamp hides it."""
     torch.manual_seed(seed)
     net = TransformerNet(channels=8, n_residual=1).eval()
     with torch.no_grad():
@@ -19,6 +21,9 @@ def make_net(seed: int = 0) -> TransformerNet:
             if isinstance(m, torch.nn.InstanceNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+        conv = net.conv_out[1]
+        conv.weight.mul_(255 / 4)
+        conv.bias.mul_(255 / 4).add_(255 / 2)
     return net
 
 

@@ -196,3 +196,21 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, extra, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fst compare: error:") and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("path", sorted((CLASSIC.parent / "ablation").glob("*.yaml")) + [CLASSIC],
+                         ids=lambda p: p.stem)
+def test_shipped_recipes_load_and_keep_the_budget_keys_out(path: Path) -> None:
+    from fst.study import SHARED_MODEL_KEYS, load_recipe
+
+    recipe = load_recipe(path)
+    assert recipe["style_loss"] and not set(recipe) & set(SHARED_MODEL_KEYS)
+    assert len(recipe.get("style_layer_weights", [])) == len(recipe.get("style_layers", []))
+
+
+def test_a_recipe_with_an_unknown_key_is_one_line(tmp_path, capsys) -> None:
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("model:\n  style_loss: gram\n  styel_weight: 3\n")
+    assert cli(["compare", "--out", str(tmp_path / "o"), "--losses", "--baselines", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "typo.yaml: unknown model keys ['styel_weight']" in err[0]
