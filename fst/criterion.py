@@ -67,7 +67,8 @@ class PerceptualLoss(nn.Module):
         self.loss = losses.get(style_loss)
         self.content_loss = losses.get_content(content_loss)
         self.style_layers = list(style_layers or DEFAULT_LAYERS[arch])
-        weights = style_layer_weights or (DEFAULT_LAYER_WEIGHTS[arch] if not style_layers else [1.0] * len(self.style_layers))
+        default = DEFAULT_LAYER_WEIGHTS[arch] if not style_layers else [1.0] * len(self.style_layers)
+        weights = style_layer_weights or default
         if len(weights) != len(self.style_layers):
             raise FstError(f"style_layer_weights has {len(weights)} entries for {len(self.style_layers)} style layers")
         self.layer_weights = dict(zip(self.style_layers, [float(w) for w in weights]))

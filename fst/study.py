@@ -1,9 +1,9 @@
 """`fst compare`: the loss study (Cui et al. 2018) as a rerunnable tool.
 
 One model per (painting, style loss), plus one per (painting, recipe) for every baseline recipe
-(``--baselines configs/classic.yaml``: that config's ``model:`` section), all under one budget, each trained by a real `fst fit` in a
-fresh process (so its time per step and peak memory are its own), then evaluated on the same photos
-by `fst.metrics` on the VGG the models were *not* trained with. The report folder holds:
+(``--baselines configs/classic.yaml``: that config's ``model:`` section), all under one budget, each
+trained by a real `fst fit` in a fresh process (so its time per step and peak memory are its own),
+then evaluated on the same photos by `fst.metrics` on the VGG the models were *not* trained with. The report folder holds:
 
     OUT/metrics.csv, OUT/metrics.md     one row per run (+ the untrained photo as a reference row)
     OUT/grid_<painting>.jpg             rows: photos; columns: the photo, then each loss; painting on top
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import inspect
 import io
 import json
 import math
@@ -31,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import time
-import inspect
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

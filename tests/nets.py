@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from fst.checkpoint import payload
+from fst.shards import Settings, build_shards
 from fst.transformer import TransformerNet
 
 
@@ -31,3 +34,15 @@ def save_checkpoint(path: Path, style_name: str = "tiny", global_step: int = 1) 
     """`make_net()` saved as the smallest fst checkpoint (what export and stylize read)."""
     torch.save(payload(make_net(), style_name=style_name, style_loss="gram", global_step=global_step), path)
     return path
+
+
+def random_photo_shards(root: Path, sizes: list[tuple[int, int]], settings: Settings) -> Path:
+    """Random-noise photos of the given (height, width) sizes in root/photos, built into
+    root/shards by the real shard builder; returns the shards folder."""
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(photos / f"p{i:02d}.jpg", quality=90)
+    build_shards(photos, root / "shards", settings, progress=False)
+    return root / "shards"

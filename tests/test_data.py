@@ -8,7 +8,6 @@ from contextlib import nullcontext
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -17,7 +16,8 @@ from PIL import Image
 
 from fst.data import ShardDataModule, resolve_shards
 from fst.errors import FstError
-from fst.shards import Settings, build_shards
+from fst.shards import Settings
+from nets import random_photo_shards
 
 N_IMAGES, SHARD_SIZE = 16, 4
 
@@ -33,15 +33,8 @@ def _keys(batches: list[dict]) -> list[str]:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 photos (40x56 px, short side 40) in 4 shards of 4, made by the real builder."""
-    root = tmp_path_factory.mktemp("data")
-    photos = root / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(N_IMAGES):
-        pixels = rng.integers(0, 256, (56, 40, 3), dtype=np.uint8) if i % 2 else rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(photos / f"p{i:02d}.jpg", quality=90)
-    build_shards(photos, root / "shards", Settings("t", SHARD_SIZE, 512, 90), progress=False)
-    return root / "shards"
+    sizes = [(56, 40) if i % 2 else (40, 56) for i in range(N_IMAGES)]
+    return random_photo_shards(tmp_path_factory.mktemp("data"), sizes, Settings("t", SHARD_SIZE, 512, 90))
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ from fst.cli import main as cli
 from fst import pipes, signals
 from fst.data import ShardDataModule, _MainProcess
 from fst.errors import FstError
-from fst.shards import Settings, build_shards, sample_shards
-from nets import save_checkpoint
+from fst.shards import Settings, sample_shards
+from nets import random_photo_shards, save_checkpoint
 from test_train import ROOT, fst_subprocess, run_args
 
 STOP_WITHIN_S = 20  # a stop signal ends any command within this
@@ -134,14 +134,7 @@ def bad_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def good_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("good")
-    photos = root / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"p{i}.jpg")
-    build_shards(photos, root / "shards", Settings("g", 4, 512, 90), progress=False)
-    return root / "shards"
+    return random_photo_shards(tmp_path_factory.mktemp("good"), [(40, 48)] * 8, Settings("g", 4, 512, 90))
 
 
 @pytest.mark.slow
