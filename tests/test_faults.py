@@ -385,6 +385,7 @@ def test_second_run_into_the_same_folder_is_refused_and_kill_leaves_no_stale_loc
                                        "into this folder; wait for it to end or choose another --checkpoint.dirpath")
         assert first.poll() is None  # the first run goes on...
         assert not (tmp_path / "tb" / "version_1").exists()  # ...and the second wrote nothing
+        wait_for_checkpoint(first, ckpt / "step0000004.ckpt")  # so last.ckpt (step 2 or later) is whole
         first.send_signal(signal.SIGKILL)
         finish(first, timeout=STOP_WITHIN_S)
     assert not list(ckpt.glob("last-v*.ckpt"))
