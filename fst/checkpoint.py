@@ -15,19 +15,17 @@ weights are checked against its config before any network is built (`transformer
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fst.errors import FstError
-from fst.transformer import OUTPUTS, TransformerNet
+from fst.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
 from fst.untrusted import read_torch
 
 FORMAT = 1
 PREFIX = "transformer."
-NET_KEYS = tuple(inspect.signature(TransformerNet).parameters)  # ("channels", "n_residual", "output")
 BLOCK_TENSORS = 8  # a residual block: two convs and two instance norms, weight and bias each
 
 
@@ -104,7 +102,7 @@ def net_config(config: Any, origin: str) -> dict[str, Any]:
     given = config
     if isinstance(config, dict) and "output" not in config:
         config = {**config, "output": "sigmoid"}
-    if (not isinstance(config, dict) or sorted(config) != sorted(NET_KEYS)
+    if (not isinstance(config, dict) or sorted(config) != sorted(CONFIG_KEYS)
             or not all(type(config[k]) is int for k in ("channels", "n_residual"))
             or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS):
         raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0 "

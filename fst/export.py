@@ -22,6 +22,11 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
   (``dynamo=False`` where torch has the flag): the dynamo exporter needs onnxscript, which fst does
   not depend on. Dynamic axes: batch, height, width. fp32 or fp16 (onnxruntime has no bf16 conv).
 
+- ``aoti`` (``.pt2``, only with ``--format aoti``): the network compiled ahead of time by
+  AOTInductor for one device (``--device``) and dtype: the speed of ``torch.compile`` in a file that
+  needs no compile where it runs. It is machine code, run when loaded: `fst.compiled` says what fst
+  checks first and why `fst stylize` loads one only with ``--trust-compiled``.
+
 Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.json`` metadata
 (style, loss, steps, versions, dtype, format, ranges): TorchScript/.pt2 as an extra file in the
 archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
@@ -54,14 +59,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from fst import untrusted
+from fst import compiled, untrusted
 from fst.checkpoint import check_weights, net_config, transformer_from_checkpoint, transformer_from_state
 from fst.errors import FstError, first_line
 from fst.files import atomic_path  # its old home: `from fst.export import atomic_path` still works
 from fst.transformer import TransformerNet
 
-FORMATS = ("torchscript", "export", "onnx")
-SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
+FORMATS = ("torchscript", "export", "onnx")  # pure data: fst reads and runs them without trusting them
+COMPILED = ("aoti",)  # machine code: runs only with --trust-compiled (fst.compiled)
+SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx", "aoti": ".pt2"}
+BY_SUFFIX = {".pt": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 META_FILE = "fst.json"
 EXPORT_VERSION = 1
@@ -104,13 +111,12 @@ def adapted(fn: Model, dtype: torch.dtype, channels_last: bool = False) -> Model
 
 def format_for(out: Path, format: str | None) -> str:
     """The explicit format, or the one `out`'s suffix names (TorchScript otherwise)."""
-    by_suffix = {s: f for f, s in SUFFIXES.items()}
     if format is None:
-        return by_suffix.get(out.suffix.lower(), "torchscript")
-    if format not in FORMATS:
-        raise FstError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
-    implied = by_suffix.get(out.suffix.lower())
-    if implied is not None and implied != format:
+        return BY_SUFFIX.get(out.suffix.lower(), "torchscript")
+    if format not in FORMATS + COMPILED:
+        raise FstError(f"unknown format {format!r} (choose from {', '.join(FORMATS + COMPILED)})")
+    implied = BY_SUFFIX.get(out.suffix.lower())
+    if implied is not None and SUFFIXES[format] != out.suffix.lower():
         raise FstError(f"{out}: suffix {out.suffix} means {implied}, not {format} (use {SUFFIXES[format]})")
     return format
 
@@ -121,8 +127,10 @@ def export_model(
     format: str | None = None,
     dtype: str = "fp32",
     channels_last: bool = False,
+    device: str = "cpu",
 ) -> Path:
-    """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder)."""
+    """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder).
+    `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for."""
     ckpt_path, out = Path(ckpt_path), Path(out)
     if out.is_dir():
         out = out / (ckpt_path.stem + SUFFIXES[format if format in SUFFIXES else "torchscript"])
@@ -133,12 +141,17 @@ def export_model(
         raise FstError("onnx export supports fp32 and fp16 (onnxruntime has no bf16 convolution)")
     if not out.parent.is_dir():
         raise FstError(f"{out}: folder {out.parent} does not exist")
+    if device != "cpu" and format not in COMPILED:
+        raise FstError(f"--device applies to --format aoti only; a {format} file runs on any device")
     check_output(out, ckpt_path)
     net, ckpt_meta = transformer_from_checkpoint(ckpt_path)
-    net = net.to(DTYPES[dtype])
+    net = net.to(torch.device(device), DTYPES[dtype])
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     meta = artefact_metadata(ckpt_meta, ckpt_path, format, dtype, channels_last)
+    if format in COMPILED:
+        meta.update(device=device, input=f"float32 (B, 3, H, W) RGB in [0, 1] on {device}, B in {list(compiled.BATCH)}, "
+                    f"H and W in {list(compiled.SIDE)}", output="float32, same shape, RGB in [0, 1]")
     meta["weights_sha256"] = weights_digest(net.state_dict())
     # Serialise to memory first: archive member names then never mention the temp file.
     data = WRITERS[format](net.eval(), meta, channels_last)
@@ -253,6 +266,7 @@ WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
     "torchscript": write_torchscript,
     "export": write_export,
     "onnx": write_onnx,
+    "aoti": compiled.write_aoti,
 }
 
 
@@ -269,6 +283,8 @@ def sniff_format(path: str | Path) -> str | None:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):
             return None
+        if compiled.is_package(names):
+            return "aoti"
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         if any(n.split("/")[-1] in ("serialized_exported_program.json", "archive_format") for n in names):
@@ -279,10 +295,6 @@ def sniff_format(path: str | Path) -> str | None:
     if path.suffix.lower() == ".onnx":
         return "onnx"
     return None
-
-
-def is_exported(path: str | Path) -> bool:
-    return Path(path).is_file() and sniff_format(path) in FORMATS
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
@@ -318,7 +330,7 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     if not path.is_file():
         raise FstError(f"{path}: model not found")
     format = sniff_format(path)
-    if format not in FORMATS:
+    if format not in READERS:
         raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
     state, meta = READERS[format](path)
     check_weights(meta.get("net"), state, str(path))
@@ -382,11 +394,38 @@ def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return _onnx_state_dict(path, proto, meta["net"]), meta
 
 
+def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state, meta, _ = compiled.read_package(path)  # the weights fst keeps beside the machine code
+    return state, _parse_meta(path, json.dumps(meta))
+
+
 READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
     "torchscript": _read_torchscript,
     "export": _read_export,
     "onnx": _read_onnx,
+    "aoti": _read_aoti,
 }
+
+
+def load_compiled(path: str | Path, device: str | torch.device | None = None) -> tuple[Model, dict[str, Any]]:
+    """`load_exported` for an AOTInductor package the caller trusts: its compiled code runs, after
+    every check that can be made on its data (`read_exported`, `fst.compiled.runs_here`).
+    Device None: the one the package was compiled for."""
+    path = Path(path)
+    if sniff_format(path) not in COMPILED:
+        raise FstError(f"{path}: not an AOTInductor package (fst export --format aoti); --trust-compiled is for those only")
+    _, meta = read_exported(path)
+    _, _, compiled_for = compiled.read_package(path)
+    device = torch.device(compiled_for.get("AOTI_DEVICE_KEY", "cpu") if device is None else device)
+    compiled.runs_here(compiled_for, device, str(path))
+    compiled.check_torch(meta, str(path))
+    runner = compiled.load_package(path)
+    meta = {**meta, "device": device.type}
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return runner(x.to(device, torch.float32).contiguous()).to(x.dtype)
+
+    return run, meta
 
 
 def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
@@ -433,16 +472,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fst export", description="Export a trained transformer for single-pass inference.")
     p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`)")
     p.add_argument("--out", type=Path, required=True, help="output file (or existing folder)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="default: from --out's suffix, else torchscript")
+    p.add_argument("--format", choices=FORMATS + COMPILED, default=None,
+                   help="default: from --out's suffix, else torchscript. aoti: an AOTInductor package (.pt2), the"
+                   " network compiled ahead of time for one device and dtype; it is machine code, which runs when"
+                   " loaded (fst stylize --trust-compiled); every other format is data")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     p.add_argument("--channels-last", action="store_true", help="channels-last weights and input (faster on tensor cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="aoti only: the device the package is compiled for (auto: cuda when present, else cpu)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last)
-    _, meta = load_exported(out)  # read it back: a file we cannot load must not look like success
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() and args.format in COMPILED else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise FstError("--device cuda: no CUDA device is available")
+    out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device)
+    # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
+    _, meta = load_compiled(out, device) if sniff_format(out) in COMPILED else load_exported(out)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, style {meta['style_name']!r}, step {meta['global_step']})")
     return 0

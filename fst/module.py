@@ -71,6 +71,7 @@ class StyleTransferModule(pl.LightningModule):
         channels: int = 32,
         n_residual: int = 5,
         output: str = "linear",
+        grey_start: bool = True,
         lr: float = 1e-3,
         optimizer: str = "adam",
         channels_last: bool = False,
@@ -98,6 +99,8 @@ class StyleTransferModule(pl.LightningModule):
             n_residual: residual blocks in the transformer network.
             output: ``linear`` (0-255 in and out, unbounded while training, clamped when stylizing) or
                 ``sigmoid`` (outputs in (0, 1); leaves blobs where its gradient vanishes, fst/transformer.py).
+            grey_start: start the linear output at mid-grey rather than near black (PyTorch's default
+                init, which the classic recipe keeps; fst/transformer.py).
             lr: learning rate.
             optimizer: ``adam`` or ``adamw``.
             channels_last: run the transformer and VGG in channels_last memory format.
@@ -120,7 +123,7 @@ class StyleTransferModule(pl.LightningModule):
             raise FstError(f"unknown optimizer {optimizer!r} (choose adam or adamw)")
         losses.get(style_loss)  # fail on a bad name before any weights load
         losses.get_content(content_loss)
-        self.transformer = TransformerNet(channels, n_residual, output)
+        self.transformer = TransformerNet(channels, n_residual, output, grey_start)
         self.criterion = PerceptualLoss(style_loss, arch, style_layers, style_layer_weights, content_layer,
                                         content_weight, style_weight, tv_weight, pooling, vgg_weights, content_loss)
         if channels_last:

@@ -9,7 +9,8 @@
 - Images are read by `fst.images` (EXIF orientation applied; grayscale, palette, CMYK, 16-bit
   converted to 8-bit RGB). An alpha channel is carried over where the output format has one.
 - Device: CUDA when present (fp16 by default), else CPU fp32; ``--device``/``--dtype`` override.
-  Exported models run in the dtype they were exported with. ``--compile`` runs the network through
+  Exported models run in the dtype they were exported with. An AOTInductor package (``fst export
+  --format aoti``) is machine code and runs only with ``--trust-compiled`` (`fst.compiled`). ``--compile`` runs the network through
   torch.compile (an eager copy of an artefact's weights), falling back to eager if compiling fails.
 - Large images: ``--tile`` runs overlapping tiles with whole-image instance-norm statistics
   (`fst.tiling`); a full pass that runs out of memory falls back to that automatically. Tiling
@@ -39,7 +40,8 @@ from fst import precision as fst_precision
 from fst import tiling
 from fst.checkpoint import transformer_from_checkpoint
 from fst.errors import FstError, first_line
-from fst.export import DTYPES, FORMATS, load_exported, sniff_format, transformer_from_exported
+from fst import compiled
+from fst.export import COMPILED, DTYPES, FORMATS, load_compiled, load_exported, sniff_format, transformer_from_exported
 from fst.files import atomic_path
 from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb
 from fst.output_dir import writable_dir
@@ -98,15 +100,25 @@ class Stylizer:
     need module hooks: for an artefact, a second copy as an nn.Module, built on first need.
     """
 
-    def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False):
+    def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,
+                 trust_compiled: bool = False):
         self.source = Path(model)
         self.device = resolve_device(device)
         if not self.source.is_file():
             raise FstError(f"{self.source}: model not found")
         self.format = sniff_format(self.source)
         self._eager: TransformerNet | None = None
-        if self.format in FORMATS:
-            self._full, self.meta = load_exported(self.source, self.device)
+        if self.format in COMPILED and not trust_compiled:
+            raise FstError(f"{self.source}: an AOTInductor package: {compiled.TRUST_HINT}")
+        if trust_compiled and self.format not in COMPILED:
+            raise FstError(f"{self.source}: --trust-compiled is for AOTInductor packages (fst export --format aoti); "
+                           f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
+        if self.format in FORMATS + COMPILED:
+            if self.format in COMPILED:  # auto: the device the package was compiled for
+                self._full, self.meta = load_compiled(self.source, None if device == "auto" else self.device)
+                self.device = torch.device(self.meta["device"])
+            else:
+                self._full, self.meta = load_exported(self.source, self.device)
             self.dtype = self.meta["dtype"]
             if dtype not in ("auto", self.dtype):
                 raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
@@ -161,6 +173,10 @@ class Stylizer:
         x = x.to(self.device)
         if tile is not None and max(x.shape[-2:]) > tile:
             return self._tiled_with_fallback(x, tile, overlap)
+        if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:
+            tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is beyond the package's {compiled.SIDE[1]} px; "
+                       f"tiling at {DEFAULT_TILE}", file=sys.stderr)
+            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
         if self.beyond_32bit_indexing(x):
             tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is too large for one CUDA pass; tiling at {DEFAULT_TILE}", file=sys.stderr)
             return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
@@ -209,6 +225,8 @@ COMPILE_SAVING_S_PER_MPX = {"fp32": 1.6, "bf16": 0.9}
 def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Options) -> tuple[bool, str]:
     """(compile?, why) for ``--compile auto|yes|no``: auto compiles only where the measured saving on
     these inputs exceeds the compile time."""
+    if stylizer.format in COMPILED:
+        return False, "an AOTInductor package is compiled already"
     if choice != "auto":
         return choice == "yes", f"--compile {choice}"
     if stylizer.device.type != "cpu":
@@ -398,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fst stylize", description="Stylize images with a trained checkpoint or an exported model.")
     p.add_argument("inputs", nargs="+", help="image files, folders, globs")
     p.add_argument("--model", required=True, type=Path, help="an fst checkpoint (.ckpt) or `fst export` artefact")
+    p.add_argument("--trust-compiled", action="store_true",
+                   help="--model is an AOTInductor package (fst export --format aoti): compiled machine code that"
+                   " runs when loaded. Use it only for a package you made or trust; without this flag fst refuses"
+                   " one (every other format is read as data, never run)")
     p.add_argument("--out", required=True, type=Path, help="output file (one input) or folder")
     p.add_argument("--ext", default=None, help="output extension for folder output (default: the input's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -425,7 +447,7 @@ def main(argv: list[str]) -> int:
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
     targets = plan_outputs(files, args.out, args.ext)
-    stylizer = Stylizer(args.model, args.device, args.dtype)
+    stylizer = Stylizer(args.model, args.device, args.dtype, trust_compiled=args.trust_compiled)
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
     compile_, why = compile_pays(args.compile, stylizer, files, opts)

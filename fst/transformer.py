@@ -15,6 +15,11 @@
   far out on the flat of the sigmoid, where no gradient reaches it (starry_night, 400 steps, 20
   held-out photos: every clipped pixel had |logit| > 4, up to 304; clipped pixels 2.6-3.5% with
   white and cyan blobs in the grids, 0.5-1.4% and none with the linear output; docs/loss_study.md).
+  With ``grey_start`` (the default) the linear output's last bias starts at mid-grey (127.5), as a
+  sigmoid's output starts at 0.5; PyTorch's default init starts it near black (|bias| < 0.04 of
+  255), which the classic recipe's absolute losses climb out of in a few steps but fst's relative
+  ones did not within 100 (starry_night, 16 channels: 11-27% clipped pixels for 6 of 7 losses;
+  docs/loss_study.md). The classic recipe keeps the default init (``grey_start=False``).
   Defaults (c=32, R=5) give the classic ~1.68 M parameters.
 """
 
@@ -30,6 +35,9 @@ from fst.errors import FstError
 # more than 4 px, and the two stride-2 convs then give 5 -> 3 -> 2, still enough for the 3x3 pads.
 MIN_SIDE = 5
 OUTPUTS = ("sigmoid", "linear")
+# What rebuilds a trained network (`config`, kept in checkpoints and artefacts); grey_start only
+# sets an initial value that trained weights replace.
+CONFIG_KEYS = ("channels", "n_residual", "output")
 PIXEL_SCALE = 255.0  # the linear output's units: 8-bit pixel values, as the classic recipe trains
 
 
@@ -70,7 +78,7 @@ class UpsampleConv(nn.Module):
 class TransformerNet(nn.Module):
     """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]."""
 
-    def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear"):
+    def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", grey_start: bool = True):
         super().__init__()
         if output not in OUTPUTS:
             raise FstError(f"unknown transformer output {output!r} (choose from {', '.join(OUTPUTS)})")
@@ -84,6 +92,8 @@ class TransformerNet(nn.Module):
         self.up1 = UpsampleConv(4 * c, 2 * c)
         self.up2 = UpsampleConv(2 * c, c)
         self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)
+        if self.linear and grey_start:  # init only: a checkpoint's weights replace it, so not in config
+            nn.init.constant_(self.conv_out[1].bias, PIXEL_SCALE / 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x)

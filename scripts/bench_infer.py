@@ -5,12 +5,15 @@
     python scripts/bench_infer.py --device cuda --json out/bench_infer.json
 
 Weights are random: speed does not depend on their values, only on shapes and dtypes.
-Variants (each at 512x512, 1280x720, 1920x1080, batch 1):
+Variants (each at 512x512, 1280x720, 1920x1080, batch 1 or --batch):
   CPU:  eager fp32, exported TorchScript fp32 (the `fst export` artefact), eager bf16 (NCHW and
-        channels-last); with --compile also torch.compile (inductor) fp32 and bf16.
+        channels-last); with --compile also torch.compile (inductor) fp32 and bf16; with --aoti the
+        `fst export --format aoti` package (AOTInductor, fp32 and bf16), loaded back from its file.
   CUDA: eager fp32 (TF32 convs as cuDNN defaults), eager fp16 and bf16, TorchScript fp16,
         fp16 channels-last, and fp16 channels-last replayed as a CUDA graph (captured once per shape);
-        with --compile also torch.compile (inductor, default mode) of fp16 channels-last.
+        with --compile also torch.compile (inductor, default mode) of fp16 channels-last; with
+        --aoti the AOTI packages fp16 and fp16 channels-last.
+AOTI packages take float32 and cast inside (their calling convention), so their input is float32.
 CPU times are wall-clock medians; CUDA times are CUDA-event medians after warm-up, with
 cudnn.benchmark on (fixed shapes, as a batch job or a video would have). A variant that fails is
 reported as an error in its cells, so one failure does not lose the rest of the run.
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from fst.compiled import quiet_torch, write_aoti  # noqa: E402
 from fst.export import write_torchscript  # noqa: E402
 from fst.transformer import TransformerNet  # noqa: E402
 
@@ -48,6 +52,32 @@ def torchscript(net: TransformerNet, channels_last: bool = False) -> torch.jit.S
     """The exact artefact `fst export` writes, loaded back from bytes."""
     data = write_torchscript(net.eval(), {"bench": True}, channels_last)
     return torch.jit.load(io.BytesIO(data))
+
+
+def aoti(net: TransformerNet, channels_last: bool = False) -> Run:
+    """The exact package `fst export --format aoti` writes (for net's device and dtype), loaded back
+    from its file with plain torch. Compiling takes about a minute."""
+    import tempfile
+
+    data = write_aoti(net.eval(), {"bench": True}, channels_last)
+    with tempfile.NamedTemporaryFile(suffix=".pt2", delete=False) as f:
+        f.write(data)
+    with quiet_torch():
+        runner = torch._inductor.aoti_load_package(f.name)
+    os.unlink(f.name)
+    return runner
+
+
+def lazy(build: Callable[[], Run]) -> Callable[[tuple[int, int]], Run]:
+    """A variant built on first use, inside the per-cell error handling (one package for every size)."""
+    built: list[Run] = []
+
+    def get(size: tuple[int, int]) -> Run:
+        if not built:
+            built.append(build())
+        return built[0]
+
+    return get
 
 
 def cpu_time(run: Run, x: torch.Tensor, reps: int, budget_s: float) -> list[float]:
@@ -106,7 +136,7 @@ def copy_net(net: TransformerNet, device: str, dtype: torch.dtype, channels_last
     return n.to(memory_format=torch.channels_last) if channels_last else n
 
 
-def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
+def cpu_variants(net: TransformerNet, compile: bool = False, aot: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
     fp32, bf16 = copy_net(net, "cpu", torch.float32), copy_net(net, "cpu", torch.bfloat16)
     scripted, bf16_cl = torchscript(fp32), copy_net(net, "cpu", torch.bfloat16, True)
     variants = {
@@ -119,21 +149,19 @@ def cpu_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[
         fp32_c, bf16_c = (torch.compile(copy_net(net, "cpu", dt), dynamic=False) for dt in (torch.float32, torch.bfloat16))
         variants["torch.compile fp32"] = (lambda size: fp32_c, torch.float32, False)
         variants["torch.compile bf16"] = (lambda size: bf16_c, torch.bfloat16, False)
+    if aot:
+        variants["AOTI package fp32"] = (lazy(lambda: aoti(copy_net(net, "cpu", torch.float32))), torch.float32, False)
+        variants["AOTI package bf16"] = (lazy(lambda: aoti(copy_net(net, "cpu", torch.bfloat16))), torch.float32, False)
     return variants
 
 
-def cuda_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
+def cuda_variants(net: TransformerNet, compile: bool = False, aot: bool = False) -> dict[str, tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]]:
     def copy(dtype: torch.dtype, channels_last: bool = False) -> TransformerNet:
         return copy_net(net, "cuda", dtype, channels_last)
 
     fp32, fp16, bf16, fp16_cl = copy(torch.float32), copy(torch.float16), copy(torch.bfloat16), copy(torch.float16, True)
-    scripted: list[torch.jit.ScriptModule] = []  # built on first use, inside the per-cell error handling
+    script = lazy(lambda: torchscript(copy(torch.float16)))
     graphs: dict[tuple[int, int], Run] = {}
-
-    def script(size: tuple[int, int]) -> Run:
-        if not scripted:
-            scripted.append(torchscript(copy(torch.float16)))
-        return scripted[0]
 
     def graphed(size: tuple[int, int]) -> Run:
         if size not in graphs:
@@ -153,19 +181,22 @@ def cuda_variants(net: TransformerNet, compile: bool = False) -> dict[str, tuple
     if compile:  # one compilation per shape (dynamic=False), paid in the warm-up, not timed
         compiled = torch.compile(fp16_cl, dynamic=False)
         variants["torch.compile fp16 channels-last"] = (lambda size: compiled, torch.float16, True)
+    if aot:
+        variants["AOTI package fp16"] = (lazy(lambda: aoti(copy(torch.float16))), torch.float32, False)
+        variants["AOTI package fp16 channels-last"] = (lazy(lambda: aoti(copy(torch.float16, True), True)), torch.float32, False)
     return variants
 
 
-def bench(device: str, quick: bool, compile: bool = False) -> list[dict]:
+def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, batch: int = 1) -> list[dict]:
     torch.manual_seed(0)
     net = TransformerNet().eval()  # default size, random weights
     results = []
-    make = cpu_variants(net, compile) if device == "cpu" else cuda_variants(net, compile)
+    make = cpu_variants(net, compile, aot) if device == "cpu" else cuda_variants(net, compile, aot)
     for name, (runner, dtype, channels_last) in make.items():
         for w, h in SIZES:
-            row = {"device": device, "variant": name, "width": w, "height": h}
+            row = {"device": device, "variant": name, "width": w, "height": h, "batch": batch}
             try:
-                x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
+                x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
@@ -217,6 +248,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="fewer repetitions (CPU: 2 per size)")
     p.add_argument("--json", type=Path, default=None, help="write all results here")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles per shape in the untimed warm-up: minutes on a small CPU)")
+    p.add_argument("--aoti", action="store_true", help="also time the AOTInductor package (one compile per variant, about a minute each)")
+    p.add_argument("--batch", type=int, default=1, help="images per pass (ms are per pass; images/s = batch * 1000 / ms)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_infer: --device cuda but no CUDA device", file=sys.stderr)
@@ -225,9 +258,9 @@ def main() -> int:
     torch.backends.cudnn.benchmark = True
     results: list[dict] = []
     for device in devices:
-        results += bench(device, args.quick, args.compile)
+        results += bench(device, args.quick, args.compile, args.aoti, args.batch)
     date = dt.date.today().isoformat()
-    print(f"torch {torch.__version__}, {date}, batch 1, default TransformerNet (c=32, R=5, random weights){', --quick' if args.quick else ''}\n")
+    print(f"torch {torch.__version__}, {date}, batch {args.batch}, default TransformerNet (c=32, R=5, random weights){', --quick' if args.quick else ''}\n")
     for device in devices:
         print(f"**{machine(device)}**\n\n{table(results, device)}\n")
     if args.json:

@@ -3,6 +3,11 @@
 content + Gram style + TV loss, backward, Adam step. Variants: fp32 eager, bf16 autocast,
 channels_last, torch.compile, and combinations; on CUDA also fp16 autocast.
 
+The first variant is the classic step, the baseline every other is divided by: Johnson et al. as
+the common PyTorch example trains it (fp32, NCHW, eager; Gram MSE on relu1_2..relu4_3, content MSE
+at relu2_2; the photo's VGG pass runs to relu4_3 like the output's, though only relu2_2 is used).
+fst's own steps stop the photo's pass at the content layer.
+
 All variants run in one process, on the same photos, one after the other, so they compare fairly.
 
     python scripts/bench_train.py [--device cpu|cuda] [--size 256] [--batch 4] [--steps 3] [--json OUT]
@@ -19,13 +24,17 @@ import time
 from contextlib import nullcontext
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from fst.criterion import flat
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
 from fst.shards import sample_photos_dir
 
+CLASSIC = "classic step (fp32 eager)"
 VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
+    CLASSIC: (None, False, False),
     "fp32 eager": (None, False, False),
     "bf16 autocast": (torch.bfloat16, False, False),
     "channels_last": (None, True, False),
@@ -48,11 +57,29 @@ def photos(n: int, size: int, device: str) -> torch.Tensor:
     return torch.stack([TF.to_tensor(TF.center_crop(TF.resize(open_rgb(f), size), size)) for f in files]).to(device)
 
 
+def classic_total(module: StyleTransferModule, x: torch.Tensor) -> torch.Tensor:
+    """The classic objective: both VGG passes to relu4_3, absolute MSE terms, no TV."""
+    c = module.criterion
+    y = module(x)
+    fy, fx = c.vgg(y), c.vgg(x)
+    content = F.mse_loss(fy[c.content_layer], fx[c.content_layer])
+    style = sum(c.loss(flat(fy[layer]), c.targets.stats(layer)).mean() for layer in c.style_layers)
+    return c.content_weight * content + c.style_weight * style
+
+
+def make_module(name: str, channels_last: bool, compile_: bool) -> StyleTransferModule:
+    if name == CLASSIC:  # configs/classic.yaml's model section
+        return StyleTransferModule(style_loss="gram_mse", style_size=256, style_layers=["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
+                                   style_layer_weights=[1.0] * 4, content_loss="mse", content_weight=1e5, style_weight=1e10,
+                                   tv_weight=0.0, grey_start=False)
+    return StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
+
+
 def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) -> float:
     dtype, channels_last, compile_ = spec
     device = x.device.type
     torch.manual_seed(0)
-    module = StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
+    module = make_module(name, channels_last, compile_)
     module.to(device)
     module.criterion.set_style(x[:1])  # statistics of one photo: timing does not depend on the painting
     opt = module.configure_optimizers()
@@ -61,14 +88,14 @@ def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) ->
 
     def step() -> None:
         with amp:
-            _, terms = module.stylize_and_score(x)
+            total = classic_total(module, x) if name == CLASSIC else module.stylize_and_score(x)[1]["total"]
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
-            scaler.scale(terms["total"]).backward()
+            scaler.scale(total).backward()
             scaler.step(opt)
             scaler.update()
         else:
-            terms["total"].backward()
+            total.backward()
             opt.step()
 
     for _ in range(warmup):  # first steps pay for allocation, cudnn autotuning, compilation
@@ -108,10 +135,10 @@ def main() -> None:
             results[name] = None
             print(f"{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
         print(f"{name}: {results[name] or float('nan'):.2f} img/s", flush=True)
-    base = results.get("fp32 eager")
+    base = results.get(CLASSIC)
     print(f"\nTraining step, {args.size}², batch {args.batch}, gram loss, VGG16 relu1_2..relu4_3; "
           f"{machine(args.device)}; {datetime.date.today()}; {args.steps} timed steps after {args.warmup} warm-up\n")
-    print("| variant | images/s | × fp32 eager |\n|---|---:|---:|")
+    print("| variant | images/s | × classic step |\n|---|---:|---:|")
     for name, ips in results.items():
         rel = f"{ips / base:.2f}" if ips and base else "–"
         print(f"| {name} | {ips:.2f} | {rel} |" if ips else f"| {name} | failed | – |")

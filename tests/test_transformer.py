@@ -79,3 +79,16 @@ def test_exported_linear_net_clamps_like_the_eager_one(fmt: str, tmp_path: Path)
         expected, got = net(x), model(x)
     assert expected.min() == 0 and expected.max() == 1  # the case where the clamp matters
     assert (got - expected).abs().max().item() < 1e-3
+
+
+def test_linear_output_starts_mid_grey_and_the_classic_init_near_black() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    torch.manual_seed(0)
+    grey = TransformerNet(8, 1).eval()
+    torch.manual_seed(0)
+    classic = TransformerNet(8, 1, grey_start=False).eval()
+    with torch.no_grad():
+        assert abs(grey(x).mean().item() - 0.5) < 0.05
+        assert classic(x).mean().item() < 0.05  # PyTorch's default init: the classic recipe's dark start
+    differ = [k for k, v in grey.state_dict().items() if not torch.equal(v, classic.state_dict()[k])]
+    assert differ == ["conv_out.1.bias"]  # nothing else changes, not even the random draws

@@ -24,7 +24,8 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import SUFFIXES, export_model, load_exported
+from fst.export import FORMATS, SUFFIXES, export_model, load_exported
+from crafted import member, one_line_error, rewrite_zip, stylize_refused
 from nets import make_net, save_checkpoint
 
 TINY = str(Path(__file__).resolve().parent / "configs" / "tiny.yaml")
@@ -55,42 +56,13 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("exported")
-    return {f: export_model(ckpt, out / f"starry{s}", f) for f, s in SUFFIXES.items()}
+    return {f: export_model(ckpt, out / f"starry{SUFFIXES[f]}", f) for f in FORMATS}
 
 
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
     Image.new("RGB", (40, 30), (90, 140, 200)).save(tmp_path / "in.png")
     return tmp_path / "in.png"
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run an fst command that must fail: exit 2 and exactly one line on stderr, which is returned."""
-    assert cli(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"fst {argv[0]}: error: "), err
-    assert "weights_only" not in err  # never advise turning the safety off
-    return err
-
-
-def stylize_refused(model: Path, image: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    out = image.parent / "out.png"
-    err = one_line_error(["stylize", str(image), "--model", str(model), "--out", str(out), "--device", "cpu"], capsys)
-    assert not out.exists()
-    return err
-
-
-def rewrite_zip(src: Path, dst: Path, change: dict[str, bytes]) -> Path:
-    """A copy of zip `src` with some members replaced, CRCs recomputed: crafted, not damaged."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            zout.writestr(info.filename, change.get(info.filename, zin.read(info.filename)))
-    return dst
-
-
-def member(path: Path, suffix: str) -> str:
-    with zipfile.ZipFile(path) as z:
-        return next(n for n in z.namelist() if n.endswith(suffix))
 
 
 def torch_bytes(obj: Any, path: Path) -> bytes:
