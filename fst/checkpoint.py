@@ -5,7 +5,7 @@ adds on save::
 
     {"state_dict": {"transformer.<param>": Tensor, "style_targets.<...>": Tensor, ...},
      "global_step": int, ...,
-     "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int, "output": str},
+     "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float},
              "style_name": str, "style_loss": str, "global_step": int}}
 
 Export and stylize need only ``state_dict["transformer.*"]`` and ``fst["net"]``. A checkpoint is read
@@ -96,18 +96,24 @@ def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, 
     return config
 
 
+# What a config written before a key existed meant by its absence.
+LEGACY_DEFAULTS = {"output": "sigmoid", "output_gain": 1.0}
+
+
 def net_config(config: Any, origin: str) -> dict[str, Any]:
     """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range,
-    a known output. Files written before `output` existed have none: theirs is the sigmoid."""
+    a known output, a positive finite gain. Files written before `output` existed have none: theirs
+    is the sigmoid; those written before `output_gain` read their output at gain 1."""
     given = config
-    if isinstance(config, dict) and "output" not in config:
-        config = {**config, "output": "sigmoid"}
+    if isinstance(config, dict):
+        config = {**config, **{k: v for k, v in LEGACY_DEFAULTS.items() if k not in config}}
     if (not isinstance(config, dict) or sorted(config) != sorted(CONFIG_KEYS)
             or not all(type(config[k]) is int for k in ("channels", "n_residual"))
-            or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS):
-        raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0 "
-                       f"and an output in {OUTPUTS}")
-    return config
+            or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS
+            or type(config["output_gain"]) not in (int, float) or not 0 < config["output_gain"] < float("inf")):
+        raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0, "
+                       f"an output in {OUTPUTS} and a positive output_gain")
+    return {**config, "output_gain": float(config["output_gain"])}
 
 
 def weights_problem(state: dict[str, Any], wanted: dict[str, torch.Tensor]) -> str | None:

@@ -89,6 +89,7 @@ class Budget:
     channels: int = 16
     n_residual: int = 3
     output: str = "linear"  # the transformer's output (fst.transformer)
+    output_gain: float = 4.0  # the linear output's gain (fst.transformer)
     precision: str = "auto"  # fst.precision: bf16 only where the hardware has it natively
     workers: int = 0
 
@@ -217,7 +218,8 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
         "model": {
             "style_image": run.style, "style_loss": run.loss, "style_size": b.style_size, "arch": b.arch,
             "content_weight": b.content_weight, "style_weight": b.style_weight, "tv_weight": b.tv_weight,
-            "channels": b.channels, "n_residual": b.n_residual, "output": b.output, "lr": b.lr, **run.recipe,
+            "channels": b.channels, "n_residual": b.n_residual, "output": b.output, "output_gain": b.output_gain, "lr": b.lr,
+            **run.recipe,
         },
         "data": {
             "train_shards": shards, "val_photos": None, "crop_size": b.crop, "batch_size": b.batch,
@@ -548,6 +550,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--channels", type=int, default=d.channels, help="transformer width")
     b.add_argument("--n-residual", type=int, default=d.n_residual, help="transformer residual blocks")
     b.add_argument("--output", default=d.output, choices=list(OUTPUTS), help="transformer output (default linear)")
+    b.add_argument("--output-gain", type=float, default=d.output_gain, help="linear output gain (default %(default)s; the classic recipe's is 1)")
     b.add_argument("--precision", default=d.precision, choices=["auto", "32-true", "bf16-mixed", "16-mixed"],
                    help="auto: bf16-mixed where the hardware has native bf16, else 16-mixed (GPU) or 32-true (CPU)")
     b.add_argument("--workers", type=int, default=d.workers, help="data loader processes per run")

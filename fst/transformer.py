@@ -15,11 +15,18 @@
   far out on the flat of the sigmoid, where no gradient reaches it (starry_night, 400 steps, 20
   held-out photos: every clipped pixel had |logit| > 4, up to 304; clipped pixels 2.6-3.5% with
   white and cyan blobs in the grids, 0.5-1.4% and none with the linear output; docs/loss_study.md).
-  With ``grey_start`` (the default) the linear output's last bias starts at mid-grey (127.5), as a
-  sigmoid's output starts at 0.5; PyTorch's default init starts it near black (|bias| < 0.04 of
-  255), which the classic recipe's absolute losses climb out of in a few steps but fst's relative
-  ones did not within 100 (starry_night, 16 channels: 11-27% clipped pixels for 6 of 7 losses;
-  docs/loss_study.md). The classic recipe keeps the default init (``grey_start=False``).
+  ``output_gain`` g reads the last conv's raw value in units of 255/g: the classic recipe's is 1.
+  Adam moves each weight by about the learning rate whatever the loss's scale, so at g = 1 the
+  output moves 1/255 per unit step, 64 times slower than a sigmoid near its centre (slope 1/4):
+  after 100 steps (loss study budget, 16 channels) the pictures were still grey-olive. g = 4
+  (the default) moved style vs photo 1.51 -> 1.01 (gram) and 1.32 -> 0.82 (mean_std) on
+  starry_night at a lower content distance, with clipped pixels <= 1%; g = 16 gave more style
+  but 4% clipped pixels (docs/loss_study.md).
+  With ``grey_start`` (the default) the linear output's last bias starts at mid-grey, as a
+  sigmoid's output starts at 0.5; PyTorch's default init starts it near black, which the classic
+  recipe's absolute losses climb out of in a few steps but fst's relative ones did not within 100
+  (starry_night, 16 channels: 11-27% clipped pixels for 6 of 7 losses). The classic recipe keeps
+  the default init (``grey_start=False``, ``output_gain=1``).
   Defaults (c=32, R=5) give the classic ~1.68 M parameters.
 """
 
@@ -37,7 +44,7 @@ MIN_SIDE = 5
 OUTPUTS = ("sigmoid", "linear")
 # What rebuilds a trained network (`config`, kept in checkpoints and artefacts); grey_start only
 # sets an initial value that trained weights replace.
-CONFIG_KEYS = ("channels", "n_residual", "output")
+CONFIG_KEYS = ("channels", "n_residual", "output", "output_gain")
 PIXEL_SCALE = 255.0  # the linear output's units: 8-bit pixel values, as the classic recipe trains
 
 
@@ -78,13 +85,17 @@ class UpsampleConv(nn.Module):
 class TransformerNet(nn.Module):
     """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]."""
 
-    def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", grey_start: bool = True):
+    def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", output_gain: float = 4.0,
+                 grey_start: bool = True):
         super().__init__()
         if output not in OUTPUTS:
             raise FstError(f"unknown transformer output {output!r} (choose from {', '.join(OUTPUTS)})")
         c = channels
-        self.config = {"channels": channels, "n_residual": n_residual, "output": output}
+        if not (isinstance(output_gain, (int, float)) and 0 < output_gain < float("inf")):
+            raise FstError(f"output_gain must be a positive number, got {output_gain!r}")
+        self.config = {"channels": channels, "n_residual": n_residual, "output": output, "output_gain": float(output_gain)}
         self.linear = output == "linear"
+        self.output_unit = PIXEL_SCALE / float(output_gain)  # raw conv value per full range
         self.conv_in = ConvLayer(3, c, 9)
         self.down1 = ConvLayer(c, 2 * c, 3, stride=2)
         self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2)
@@ -93,7 +104,7 @@ class TransformerNet(nn.Module):
         self.up2 = UpsampleConv(2 * c, c)
         self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)
         if self.linear and grey_start:  # init only: a checkpoint's weights replace it, so not in config
-            nn.init.constant_(self.conv_out[1].bias, PIXEL_SCALE / 2)
+            nn.init.constant_(self.conv_out[1].bias, self.output_unit / 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x)
@@ -103,7 +114,7 @@ class TransformerNet(nn.Module):
         y = self.conv_out(self.up2(y, h0.shape[-2:]))
         if not self.linear:
             return torch.sigmoid(y)
-        y = y / PIXEL_SCALE
+        y = y / self.output_unit
         # Unclamped while training: the loss sees (and corrects) values out of range; a clamp
         # there would stop their gradient.
         return y if self.training else y.clamp(0, 1)

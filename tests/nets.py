@@ -18,7 +18,7 @@ def make_net(seed: int = 0) -> TransformerNet:
     Its last conv is scaled so that its linear 0-255 output spreads around mid-grey, as a sigmoid's
     would (0.5 + z/4 near 0), instead of sitting at the black end where the clamp hides it."""
     torch.manual_seed(seed)
-    net = TransformerNet(channels=8, n_residual=1, grey_start=False).eval()
+    net = TransformerNet(channels=8, n_residual=1, output_gain=1.0, grey_start=False).eval()
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.InstanceNorm2d):

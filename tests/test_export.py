@@ -90,7 +90,7 @@ def test_round_trip_matches_eager(fmt: str, artefacts: dict[str, Path], net: Tra
 def test_metadata(fmt: str, artefacts: dict[str, Path]) -> None:
     _, meta = load_exported(artefacts[fmt])
     assert meta["style_name"] == "starry_night" and meta["style_loss"] == "gram"
-    assert meta["global_step"] == 1234 and meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear"}
+    assert meta["global_step"] == 1234 and meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear", "output_gain": 1.0}
     assert meta["input_range"] == [0.0, 1.0] and meta["output_range"] == [0.0, 1.0]
     assert meta["fst_version"] and meta["torch_version"] == torch.__version__
 

@@ -92,3 +92,22 @@ def test_linear_output_starts_mid_grey_and_the_classic_init_near_black() -> None
         assert classic(x).mean().item() < 0.05  # PyTorch's default init: the classic recipe's dark start
     differ = [k for k, v in grey.state_dict().items() if not torch.equal(v, classic.state_dict()[k])]
     assert differ == ["conv_out.1.bias"]  # nothing else changes, not even the random draws
+
+
+def test_output_gain_scales_the_raw_output_and_travels_with_the_checkpoint() -> None:
+    torch.manual_seed(0)
+    classic = TransformerNet(8, 1, output_gain=1.0, grey_start=False).train()
+    fst = TransformerNet(8, 1, output_gain=4.0, grey_start=False).train()
+    fst.load_state_dict(classic.state_dict())
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(fst(x), 4 * classic(x), rtol=1e-6, atol=1e-7)
+    back, meta = transformer_from_checkpoint(payload(fst.eval()))
+    assert meta["net"]["output_gain"] == 4.0 and back.config == fst.config
+    old = payload(classic.eval())
+    del old["fst"]["net"]["output_gain"]  # written before the gain was a choice: read at gain 1
+    assert transformer_from_checkpoint(old)[0].config["output_gain"] == 1.0
+    with pytest.raises(FstError, match="positive output_gain"):
+        bad = payload(classic.eval())
+        bad["fst"]["net"]["output_gain"] = float("nan")
+        transformer_from_checkpoint(bad)

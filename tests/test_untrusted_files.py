@@ -342,7 +342,7 @@ def not_checkpoints(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "huge config": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 8, "n_residual": 10**9}}), tmp / "t"),
                         "too few for the 1000000000 residual blocks of its config"),
         "wrong shapes": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 16, "n_residual": 1}}), tmp / "t"),
-                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid'}: "
+                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0}: "
                          "conv_in.1.weight has shape (8, 3, 9, 9), expected (16, 3, 9, 9)"),
         "int weights": (torch_bytes(changed(state_dict={k: v.long() for k, v in good["state_dict"].items()}), tmp / "t"),
                         "is a torch.int64, not a float tensor"),
@@ -364,7 +364,7 @@ def test_file_that_is_no_fst_checkpoint_is_one_line(case: str, tmp_path: Path, c
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid'}"),
+    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0}"),
     ({"dtype": "fp64"}, "fst metadata with dtype 'fp64'"),
     ({"dtype": "fp16"}, "weight conv_in.1.bias is not fp16, the dtype its metadata records"),
 ])
