@@ -187,29 +187,44 @@ def cuda_variants(net: TransformerNet, compile: bool = False, aot: bool = False)
     return variants
 
 
-def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, batch: int = 1) -> list[dict]:
+def package_variant(path: Path) -> tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]:
+    """An existing `fst export --format aoti` file (its weights do not change its speed)."""
+
+    def load() -> Run:
+        with quiet_torch():
+            return torch._inductor.aoti_load_package(str(path))
+
+    return lazy(load), torch.float32, False
+
+
+def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, batches: tuple[int, ...] = (1,),
+          only: list[str] | None = None, package: Path | None = None) -> list[dict]:
     torch.manual_seed(0)
     net = TransformerNet().eval()  # default size, random weights
     results = []
     make = cpu_variants(net, compile, aot) if device == "cpu" else cuda_variants(net, compile, aot)
-    for name, (runner, dtype, channels_last) in make.items():
-        for w, h in SIZES:
-            row = {"device": device, "variant": name, "width": w, "height": h, "batch": batch}
-            try:
-                x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode():
-                    run = runner((w, h))
-                    if device == "cpu":
-                        times = cpu_time(run, x, reps=2 if quick else 5, budget_s=20 if quick else 60)
-                    else:
-                        times = cuda_time(run, x, reps=20 if quick else 100, warmup=5 if quick else 20)
-                row.update(ms=statistics.median(times), min_ms=min(times), reps=len(times))
-            except Exception as e:  # keep going: the other cells are still worth having
-                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-            results.append(row)
-            print(f"  {device} {name:<34} {w}x{h}: {row.get('ms', row.get('error'))}", file=sys.stderr, flush=True)
+    if package is not None:
+        make[f"AOTI package {package.name}"] = package_variant(package)
+    if only:
+        make = {k: v for k, v in make.items() if k in only or (package is not None and k.endswith(package.name))}
+    cells = [(batch, name, spec, size) for batch in batches for name, spec in make.items() for size in SIZES]
+    for batch, name, (runner, dtype, channels_last), (w, h) in cells:
+        row = {"device": device, "variant": name, "width": w, "height": h, "batch": batch}
+        try:
+            x = torch.rand(batch, 3, h, w, device=device, dtype=dtype)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                run = runner((w, h))
+                if device == "cpu":
+                    times = cpu_time(run, x, reps=2 if quick else 5, budget_s=20 if quick else 60)
+                else:
+                    times = cuda_time(run, x, reps=20 if quick else 100, warmup=5 if quick else 20)
+            row.update(ms=statistics.median(times), min_ms=min(times), reps=len(times))
+        except Exception as e:  # keep going: the other cells are still worth having
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+        results.append(row)
+        print(f"  {device} b{batch} {name:<34} {w}x{h}: {row.get('ms', row.get('error'))}", file=sys.stderr, flush=True)
     return results
 
 
@@ -228,15 +243,20 @@ def machine(device: str) -> str:
     return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{load}"
 
 
-def table(results: list[dict], device: str) -> str:
-    rows = [r for r in results if r["device"] == device]
+def table(results: list[dict], device: str, batch: int) -> str:
+    """ms per pass at each size; for batch > 1 also images/s at 1080p."""
+    rows = [r for r in results if r["device"] == device and r["batch"] == batch]
     sizes = [f"{w}x{h}" for w, h in SIZES]
-    lines = [f"| {device} variant | " + " | ".join(f"{s} ms" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    extra = " 1920x1080 images/s |" if batch > 1 else ""
+    lines = [f"| {device} variant, batch {batch} | " + " | ".join(f"{s} ms" for s in sizes) + f" |{extra}",
+             "|---|" + "---:|" * (len(sizes) + bool(extra))]
     for name in dict.fromkeys(r["variant"] for r in rows):
         cells = []
         for w, h in SIZES:
             r = next(r for r in rows if r["variant"] == name and (r["width"], r["height"]) == (w, h))
             cells.append(f"{r['ms']:.1f}" if "ms" in r else "error")
+        if extra:
+            cells.append(f"{batch * 1000 / float(cells[-1]):.0f}" if cells[-1] != "error" else "error")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     errors = [f"- {r['variant']} {r['width']}x{r['height']}: {r['error']}" for r in rows if "error" in r]
     return "\n".join(lines + ([""] + errors if errors else []))
@@ -249,20 +269,25 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, help="write all results here")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles per shape in the untimed warm-up: minutes on a small CPU)")
     p.add_argument("--aoti", action="store_true", help="also time the AOTInductor package (one compile per variant, about a minute each)")
-    p.add_argument("--batch", type=int, default=1, help="images per pass (ms are per pass; images/s = batch * 1000 / ms)")
+    p.add_argument("--package", type=Path, default=None, help="also time this `fst export --format aoti` file (no compile here)")
+    p.add_argument("--batch", default="1", help="images per pass, or several: 1,8 (ms are per pass)")
+    p.add_argument("--only", nargs="*", help="time only these variants (and --package)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_infer: --device cuda but no CUDA device", file=sys.stderr)
         return 2
+    batches = tuple(int(b) for b in args.batch.split(","))
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else ["cpu" if args.device == "auto" else args.device]
     torch.backends.cudnn.benchmark = True
     results: list[dict] = []
     for device in devices:
-        results += bench(device, args.quick, args.compile, args.aoti, args.batch)
+        results += bench(device, args.quick, args.compile, args.aoti, batches, args.only, args.package)
     date = dt.date.today().isoformat()
-    print(f"torch {torch.__version__}, {date}, batch {args.batch}, default TransformerNet (c=32, R=5, random weights){', --quick' if args.quick else ''}\n")
+    print(f"torch {torch.__version__}, {date}, default TransformerNet (c=32, R=5, random weights){', --quick' if args.quick else ''}\n")
     for device in devices:
-        print(f"**{machine(device)}**\n\n{table(results, device)}\n")
+        print(f"**{machine(device)}**\n")
+        for batch in batches:
+            print(f"{table(results, device, batch)}\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"torch": torch.__version__, "date": date, "quick": args.quick, "machines": {d: machine(d) for d in devices}}

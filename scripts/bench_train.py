@@ -39,6 +39,7 @@ VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
     "bf16 autocast": (torch.bfloat16, False, False),
     "channels_last": (None, True, False),
     "torch.compile": (None, False, True),
+    "channels_last + compile": (None, True, True),
     "bf16 + channels_last": (torch.bfloat16, True, False),
     "bf16 + channels_last + compile": (torch.bfloat16, True, True),
 }

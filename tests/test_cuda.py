@@ -39,3 +39,22 @@ def test_fit_on_cuda(tmp_path, precision):
     assert ckpt["global_step"] == 4
     net, _ = transformer_from_checkpoint(ckpt)
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_aoti_package_on_cuda_matches_the_eager_fp16_network(tmp_path, channels_last):
+    """A CUDA fp16 package against the eager fp32 network. Bound: fp16 keeps 11 bits of mantissa,
+    so it must be at least as close as the bf16 CPU package's bound (tests/test_compiled.py)."""
+    from fst.export import export_model, load_compiled
+    from nets import make_net, save_checkpoint
+    from test_compiled import BF16_BOUND, inputs
+
+    ckpt = save_checkpoint(tmp_path / "tiny.ckpt")
+    model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny.pt2", "aoti", "fp16", channels_last, device="cuda"))
+    assert meta["device"] == "cuda" and meta["dtype"] == "fp16"
+    net = make_net()
+    for x in inputs():
+        with torch.no_grad():
+            expected = net(x)
+        out = model(x.cuda()).cpu()
+        assert out.dtype == torch.float32 and (out - expected).abs().max() <= BF16_BOUND
