@@ -22,11 +22,14 @@ instance norm, ReLU and padding; no Python per layer) without compiling on the u
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import logging
+import os
 import platform
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -180,9 +183,24 @@ def check_torch(meta: dict[str, Any], origin: str) -> None:
 
 
 def load_package(path: Path) -> Any:
-    """AOTInductor's runner for a package that passed the checks above. This runs its code."""
-    with quiet_torch():
-        try:
-            return torch._inductor.aoti_load_package(str(path))
-        except Exception as e:  # noqa: BLE001 - the loader's errors are C++ runtime errors of any kind
-            raise FstError(f"{path}: AOTInductor could not load the package: {first_line(e)[:300]}") from None
+    """AOTInductor's runner for a package that passed the checks above. This runs its code.
+
+    The loader unpacks the package into ``$TMPDIR/aotinductor_*`` and removes that folder only when
+    the runner is destroyed: a failed load left it behind. fst points TMPDIR at a folder of its own
+    for the load and removes it on failure, or at exit (the loaded library stays mapped)."""
+    tmp = tempfile.mkdtemp(prefix="fst-aoti-load-")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tmp
+    try:
+        with quiet_torch():
+            runner = torch._inductor.aoti_load_package(str(path))
+    except Exception as e:  # noqa: BLE001 - the loader's errors are C++ runtime errors of any kind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FstError(f"{path}: AOTInductor could not load the package: {first_line(e)[:300]}") from None
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return runner

@@ -50,6 +50,7 @@ import inspect
 import io
 import json
 import os
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -490,6 +491,8 @@ def main(argv: list[str]) -> int:
         device = "cuda" if torch.cuda.is_available() and args.format in COMPILED else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise FstError("--device cuda: no CUDA device is available")
+    if args.format in COMPILED:
+        print(f"fst export: compiling with AOTInductor for {device} {args.dtype} (a minute or more)", file=sys.stderr, flush=True)
     out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device)
     # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
     _, meta = load_compiled(out, device) if sniff_format(out) in COMPILED else load_exported(out)

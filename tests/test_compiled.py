@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -163,6 +164,7 @@ def test_untrusted_package_never_loads_and_a_trusted_one_does(package: Path, ima
     is what stands between a package and its code (and that this test's payload is real)."""
     marker = tmp_path / "payload_ran"
     evil = crafted(package, tmp_path / "evil.pt2", tmp_path, marker)
+    unpacked = set(Path(tempfile.gettempdir()).glob("*aoti*"))
     one_line_error(["stylize", str(image), "--model", str(evil), "--out", str(tmp_path / "o.png"), "--device", "cpu"], capsys)
     assert not marker.exists()
     _, meta = load_exported(evil)  # its weights, as data: still nothing runs
@@ -170,6 +172,7 @@ def test_untrusted_package_never_loads_and_a_trusted_one_does(package: Path, ima
     err = one_line_error(["stylize", str(image), "--model", str(evil), "--out", str(tmp_path / "o.png"),
                           "--trust-compiled"], capsys)
     assert "AOTInductor could not load the package" in err and marker.exists()
+    assert set(Path(tempfile.gettempdir()).glob("*aoti*")) == unpacked  # the failed load left nothing behind
 
 
 def test_damaged_or_foreign_packages_are_one_line(package: Path, image: Path, tmp_path: Path,
