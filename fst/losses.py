@@ -79,6 +79,15 @@ def register(name: str, family: str, cost: str, target: Callable[[torch.Tensor],
     return add
 
 
+def list_losses(family: str | None = None, absolute: bool | None = None) -> list[str]:
+    """Registered loss names in registry order, optionally of one family (``inter``/``intra``) and
+    only absolute (or only relative) ones: the registry's public face, as timm's `list_models`."""
+    if family not in (None, *FAMILY_DEFAULT):
+        raise FstError(f"unknown loss family {family!r} (choose from {', '.join(FAMILY_DEFAULT)})")
+    return [n for n, v in REGISTRY.items()
+            if (family is None or v.family == family) and (absolute is None or v.absolute == absolute)]
+
+
 def get(name: str) -> StyleLoss:
     """A loss by registered name, or by family (`inter` / `intra` pick that family's default)."""
     name = FAMILY_DEFAULT.get(name, name)

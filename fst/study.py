@@ -513,7 +513,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="report folder (runs are kept in OUT/runs and reused)")
     p.add_argument("--styles", nargs="+", default=["sample:starry_night", "sample:the_scream"],
                    help="paintings: paths or sample:NAME (default: starry_night and the_scream)")
-    p.add_argument("--losses", nargs="*", default=[n for n, v in losses.REGISTRY.items() if not v.absolute],
+    p.add_argument("--losses", nargs="*", default=losses.list_losses(absolute=False),
                    help="style losses, under the budget's weights (default: every registered one but the absolute "
                         "gram_mse, which only a recipe's own weights fit)")
     p.add_argument("--baselines", nargs="+", type=Path, default=[], metavar="CONFIG",

@@ -53,7 +53,7 @@ def main() -> None:
         feats = {k: flat(v) for k, v in vgg(x).items()}
         style = {k: flat(v)[0] for k, v in vgg(load_style(resolve_style_path("sample:starry_night"), 512).to(dev)).items()}
     rows = []
-    for name, loss in losses.REGISTRY.items():
+    for name, loss in ((n, losses.get(n)) for n in losses.list_losses()):
         targets = {k: loss.stats(style[k]) for k in layers}
         times = []
         for i in range(args.repeats + 1):

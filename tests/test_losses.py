@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from fst import losses
 from fst.errors import FstError
 
-NAMES = list(losses.REGISTRY)
-INTRA = [n for n in NAMES if losses.REGISTRY[n].family == "intra"]
-INTER = [n for n in NAMES if losses.REGISTRY[n].family == "inter"]
+NAMES = losses.list_losses()
+INTRA = losses.list_losses("intra")
+INTER = losses.list_losses("inter")
 
 
 def value(name: str, f: torch.Tensor, s: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Loss of features f (B, C, N) against style features s (C, M); random parts seeded."""
-    loss = losses.REGISTRY[name]
+    loss = losses.get(name)
     torch.manual_seed(seed)
     return loss.distance(f, loss.target(s))  # the raw formula, in the dtype given
 
@@ -30,7 +30,7 @@ def relu_features(b: int, c: int, n: int, seed: int) -> torch.Tensor:
 def test_registry_has_both_families_and_the_required_losses():
     assert {"gram", "covariance", "mmd_gaussian", "sliced_wasserstein"} <= set(INTER)
     assert {"mean_std", "mean", "channel_wasserstein"} <= set(INTRA)
-    for loss in losses.REGISTRY.values():
+    for loss in map(losses.get, losses.list_losses()):
         assert loss.cost.startswith("O(") and loss.formula.startswith("L =") and loss.weight > 0
 
 
@@ -137,7 +137,7 @@ def test_sliced_wasserstein_matches_its_formula():
 
 def test_mmd_gaussian_matches_its_formula():
     f, s = relu_features(1, 3, 8, 9), relu_features(1, 3, 8, 10)[0]
-    target = losses.REGISTRY["mmd_gaussian"].target(s)
+    target = losses.get("mmd_gaussian").target(s)
     h2 = ((s[:, :4] - s[:, 4:8]).pow(2).sum(0)).median()
     assert target["bandwidth2"].item() == pytest.approx(h2.item())
     torch.manual_seed(3)
@@ -153,7 +153,7 @@ def test_mmd_gaussian_matches_its_formula():
 @pytest.mark.parametrize("name", NAMES)
 def test_statistics_are_fp32_under_autocast(name):
     """bf16 features and autocast upstream: the loss still computes in fp32 (an fp16 Gram overflows)."""
-    loss = losses.REGISTRY[name]
+    loss = losses.get(name)
     f, s = relu_features(2, 8, 64, 1) * 300, relu_features(1, 8, 64, 2)[0] * 300
     ref = value(name, f.double(), s.double(), seed=4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -198,3 +198,11 @@ def test_classic_losses_are_absolute_mean_squared_errors():
     assert losses.get_content("relative") is losses.content_loss
     with pytest.raises(FstError, match="unknown content loss 'l1'"):
         losses.get_content("l1")
+
+
+def test_list_losses_is_the_registry_by_family() -> None:
+    assert losses.list_losses() == NAMES and set(INTRA) | set(INTER) == set(NAMES) and not set(INTRA) & set(INTER)
+    assert "gram" in INTER and "mean_std" in INTRA
+    assert losses.list_losses(absolute=True) == ["gram_mse"] and "gram_mse" not in losses.list_losses(absolute=False)
+    with pytest.raises(FstError, match="unknown loss family 'both'"):
+        losses.list_losses("both")
