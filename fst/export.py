@@ -62,6 +62,7 @@ from torch import nn
 
 from fst import compiled, untrusted
 from fst.checkpoint import check_weights, net_config, transformer_from_checkpoint, transformer_from_state
+from fst.arguments import ArgumentParser
 from fst.errors import FstError, first_line
 from fst.files import atomic_path  # its old home: `from fst.export import atomic_path` still works
 from fst.transformer import TransformerNet
@@ -462,15 +463,8 @@ def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Ten
 # --- command line -------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become one-line FstErrors (exit 2 through fst.cli)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise FstError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fst export", description="Export a trained transformer for single-pass inference.")
+    p = ArgumentParser(prog="fst export", description="Export a trained transformer for single-pass inference.")
     p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`)")
     p.add_argument("--out", type=Path, required=True, help="output file (or existing folder)")
     p.add_argument("--format", choices=FORMATS + COMPILED, default=None,

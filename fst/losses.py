@@ -25,12 +25,12 @@ Everything here is computed in fp32, even under autocast (an fp16 Gram overflows
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from fst.arguments import ArgumentParser
 from fst.errors import FstError
 
 Stats = dict[str, torch.Tensor]
@@ -261,7 +261,7 @@ def tv_loss(y: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="fst losses", description="List the registered style losses.").parse_args(argv)
+    ArgumentParser(prog="fst losses", description="List the registered style losses.").parse_args(argv)
     print(f"{'name':<20} {'family':<6} {'weight':>8}  {'cost':<22} formula")
     for loss in REGISTRY.values():
         weight = "absolute" if loss.absolute else f"{loss.weight:.3g}"

@@ -30,6 +30,7 @@ from pathlib import Path
 from PIL import ExifTags, Image
 from tqdm import tqdm
 
+from fst.arguments import ArgumentParser
 from fst.errors import FstError
 from fst.files import atomic_path, temp_name_pattern, write_atomic
 from fst.images import IMAGE_SUFFIXES, ImageError, image_paths, open_image, read_file, to_rgb
@@ -419,7 +420,7 @@ def _progress(results: Iterator[Prepared], bar: tqdm) -> Iterator[Prepared]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fst shards",
         description=(
             "Pack photos into webdataset shards (PREFIX-000000.tar, ...) plus manifest.json.\n\n"

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from fst import losses
 from fst.checkpoint import transformer_from_checkpoint
 from fst.criterion import flat
+from fst.arguments import ArgumentParser
 from fst.errors import FstError
 from fst.data import square_photo
 from fst.files import write_atomic
@@ -503,7 +504,7 @@ def machine(device: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     d = Budget()
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fst compare",
         description="Train one model per (painting, style loss) under one budget with `fst fit`, evaluate them "
                     "on the same photos with the other VGG, write a grid, a metrics table and each run's config.",

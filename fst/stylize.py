@@ -39,6 +39,7 @@ from tqdm import tqdm
 from fst import precision as fst_precision
 from fst import tiling
 from fst.checkpoint import transformer_from_checkpoint
+from fst.arguments import ArgumentParser
 from fst.errors import FstError, first_line
 from fst import compiled
 from fst.export import COMPILED, DTYPES, FORMATS, load_compiled, load_exported, sniff_format, transformer_from_exported
@@ -405,15 +406,8 @@ def stylize_files(stylizer: Stylizer, files: list[Path], targets: list[Path], op
 # --- command line -------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become one-line FstErrors (exit 2 through fst.cli)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise FstError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fst stylize", description="Stylize images with a trained checkpoint or an exported model.")
+    p = ArgumentParser(prog="fst stylize", description="Stylize images with a trained checkpoint or an exported model.")
     p.add_argument("inputs", nargs="+", help="image files, folders, globs")
     p.add_argument("--model", required=True, type=Path, help="an fst checkpoint (.ckpt) or `fst export` artefact")
     p.add_argument("--trust-compiled", action="store_true",

@@ -33,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fst.arguments import ArgumentParser
 from fst.errors import FstError, first_line
 from fst.files import atomic_path
 from fst.output_dir import writable_dir
@@ -347,7 +348,7 @@ def info_line(arch: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fst weights", description=__doc__,
+    parser = ArgumentParser(prog="fst weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     fetch = sub.add_parser("fetch", help="make sure the weights are in the cache (downloads if needed)")

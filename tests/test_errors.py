@@ -251,3 +251,13 @@ def test_min_image_side_is_the_real_minimum(vgg16_weights) -> None:
     net(torch.rand(1, 3, 5, 5))  # the transformer alone takes 5, not 4
     with pytest.raises(RuntimeError):
         net(torch.rand(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("argv", [["shards", "--bogus"], ["compare", "--bogus"], ["weights", "--bogus"],
+                                  ["losses", "--bogus"], ["export", "x.ckpt"], ["stylize", "--out", "o"]])
+def test_every_commands_usage_error_is_one_line(argv, capsys):
+    from fst.cli import main as cli
+
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"fst {argv[0]}: error: "), err
