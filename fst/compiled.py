@@ -65,7 +65,7 @@ class Float32Boundary(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.to(self.net.conv_in[1].weight.dtype)
+        y = x.to(self.net.weight_dtype)
         if self.channels_last:
             y = y.contiguous(memory_format=torch.channels_last)
         return self.net(y).float()
@@ -94,7 +94,7 @@ def write_aoti(net: TransformerNet, meta: dict[str, Any], channels_last: bool = 
     """The package's bytes, compiled for the device and dtype `net`'s weights are on."""
     from torch.export import Dim
 
-    device = net.conv_in[1].weight.device
+    device = net.weight_device
     dims = {0: Dim("batch", min=BATCH[0], max=BATCH[1]), 2: Dim("height", min=SIDE[0], max=SIDE[1]),
             3: Dim("width", min=SIDE[0], max=SIDE[1])}
     sample = torch.rand(2, 3, 67, 91, device=device)  # batch 2, odd sizes: nothing specialises on them

@@ -65,7 +65,7 @@ from fst.checkpoint import check_weights, net_config, transformer_from_checkpoin
 from fst.arguments import ArgumentParser
 from fst.errors import FstError, first_line
 from fst.files import atomic_path  # its old home: `from fst.export import atomic_path` still works
-from fst.transformer import TransformerNet
+from fst.transformer import MIN_SIDE, TransformerNet
 
 FORMATS = ("torchscript", "export", "onnx")  # pure data: fst reads and runs them without trusting them
 COMPILED = ("aoti",)  # machine code: runs only with --trust-compiled (fst.compiled)
@@ -75,7 +75,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 META_FILE = "fst.json"
 EXPORT_VERSION = 1
 ONNX_OPSET = 17
-MIN_SIDE = 5  # reflection pad 4 (the 9x9 conv) needs H, W > 4
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -200,14 +199,9 @@ def _meta_json(meta: dict[str, Any]) -> str:
     return json.dumps(meta, sort_keys=True, default=str)
 
 
-def weight_dtype(net: TransformerNet) -> torch.dtype:
-    return net.conv_in[1].weight.dtype
-
-
 def _sample(net: TransformerNet, channels_last: bool = False) -> torch.Tensor:
     # Batch 2 and odd sizes so no tracer/exporter can specialise on 1 or on even shapes.
-    weight = net.conv_in[1].weight
-    x = torch.rand(2, 3, 67, 91, dtype=weight.dtype, device=weight.device)
+    x = torch.rand(2, 3, 67, 91, dtype=net.weight_dtype, device=net.weight_device)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -219,7 +213,7 @@ def write_torchscript(net: TransformerNet, meta: dict[str, Any], channels_last: 
         # Benign: instance norm's input checks (channel count, >1 pixel) are frozen as constants.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(net, _sample(net, channels_last), check_trace=False)
-        scripted = torch.jit.script(InferenceNet(traced, weight_dtype(net), channels_last))
+        scripted = torch.jit.script(InferenceNet(traced, net.weight_dtype, channels_last))
         torch.jit.save(scripted, buf, _extra_files={META_FILE: _meta_json(meta)})
     return buf.getvalue()
 

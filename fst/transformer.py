@@ -106,6 +106,15 @@ class TransformerNet(nn.Module):
         if self.linear and grey_start:  # init only: a checkpoint's weights replace it, so not in config
             nn.init.constant_(self.conv_out[1].bias, self.output_unit / 2)
 
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype the network computes in (every weight shares it)."""
+        return self.conv_in[1].weight.dtype
+
+    @property
+    def weight_device(self) -> torch.device:
+        return self.conv_in[1].weight.device
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x)
         h1 = self.down1(h0)
