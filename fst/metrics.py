@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fst import losses
+from fst.color import luminance, srgb_to_lab
 from fst.criterion import DEFAULT_CONTENT_LAYER, flat
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
 
@@ -35,12 +36,6 @@ SW_SEED = 0  # fixed projections: the same images always get the same sliced-Was
 
 
 # --- pixel metrics -------------------------------------------------------------------------------
-
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> (B, 1, H, W) luma Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601)."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
-    return (x * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
-
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Normalised 1-D Gaussian of `size` taps."""
@@ -87,23 +82,6 @@ def clipped_percent(x: torch.Tensor, low: int = 2, high: int = 253) -> torch.Ten
     """Percentage of pixels whose 8-bit value (as saved) is <= `low` or >= `high` in some channel."""
     q = (x.float().clamp(0, 1) * 255).round()
     return ((q <= low) | (q >= high)).any(1).flatten(1).float().mean(1) * 100
-
-
-# sRGB (D65) -> XYZ, and the D65 white point: IEC 61966-2-1 and CIE 15.
-SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
-D65_WHITE = (0.95047, 1.0, 1.08883)
-
-
-def srgb_to_lab(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (L in [0, 100], a and b roughly in [-128, 127])."""
-    x = x.double().clamp(0, 1)
-    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    m = torch.tensor(SRGB_TO_XYZ, dtype=x.dtype, device=x.device)
-    xyz = torch.einsum("ij,bjhw->bihw", m, linear) / torch.tensor(D65_WHITE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = torch.where(xyz > eps, xyz.pow(1 / 3), (kappa * xyz + 16) / 116)
-    lab = torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
-    return lab.float()
 
 
 def color_stats(x: torch.Tensor) -> torch.Tensor:

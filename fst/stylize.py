@@ -40,6 +40,7 @@ from fst import precision as fst_precision
 from fst import tiling
 from fst.checkpoint import transformer_from_checkpoint
 from fst.arguments import ArgumentParser
+from fst.color import luminance
 from fst.errors import FstError, first_line
 from fst import compiled
 from fst.export import COMPILED, DTYPES, FORMATS, load_compiled, load_exported, sniff_format, transformer_from_exported
@@ -52,8 +53,6 @@ DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
 MIN_TILE = 32
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA"}
 SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
-# BT.601 luma, as in JPEG's YCbCr: a grey offset added to RGB changes Y and leaves Cb, Cr alone.
-LUMA = (0.299, 0.587, 0.114)
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
 )
@@ -270,8 +269,7 @@ def fit_size(size: tuple[int, int] | None, max_size: int | None) -> tuple[int, i
 def keep_content_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """Content + the luma difference: Y from the stylised image, Cb/Cr from the content (BT.601).
     Clamping to [0, 1] afterwards bends chroma only where the result leaves the RGB gamut."""
-    luma = torch.tensor(LUMA, device=content.device).view(1, 3, 1, 1)
-    dy = ((stylized - content) * luma).sum(dim=1, keepdim=True)
+    dy = luminance(stylized - content)  # luma is linear: the luma of the difference
     return (content + dy).clamp(0, 1)
 
 

@@ -14,8 +14,8 @@ from PIL import Image
 from fst import losses
 from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.metrics import (SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, off_palette_percent,
-                         srgb_to_lab, ssim)
+from fst.color import srgb_to_lab
+from fst.metrics import SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, off_palette_percent, ssim
 from fst.study import LABEL, PAD, content_matched, gradient_norms
 from fst.vgg import VGGFeatures
 
