@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+from fst.errors import first_line
+
 
 def decode_one(data: torch.Tensor, device: torch.device) -> torch.Tensor | None:
     """Fallback for a batch that nvJPEG refused: any format torchvision reads, or None if unreadable."""
     try:
         return decode_image(data, mode=ImageReadMode.RGB).to(device)
     except RuntimeError as e:
-        warnings.warn(f"skipping bad sample ({str(e).splitlines()[0][:120]})", stacklevel=2)
+        warnings.warn(f"skipping bad sample ({first_line(e)[:120]})", stacklevel=2)
         return None
 
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from fst.compiled import quiet_torch, write_aoti  # noqa: E402
+from fst.errors import first_line  # noqa: E402
 from fst.export import write_torchscript  # noqa: E402
 from fst.transformer import TransformerNet  # noqa: E402
 
@@ -222,7 +223,7 @@ def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, ba
                     times = cuda_time(run, x, reps=20 if quick else 100, warmup=5 if quick else 20)
             row.update(ms=statistics.median(times), min_ms=min(times), reps=len(times))
         except Exception as e:  # keep going: the other cells are still worth having
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+            row["error"] = f"{type(e).__name__}: {first_line(e)[:120]}"
         results.append(row)
         print(f"  {device} b{batch} {name:<34} {w}x{h}: {row.get('ms', row.get('error'))}", file=sys.stderr, flush=True)
     return results

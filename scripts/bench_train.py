@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from fst.criterion import flat
+from fst.errors import first_line
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
 from fst.shards import sample_photos_dir
@@ -134,7 +135,7 @@ def main() -> None:
             results[name] = measure(name, spec, x, args.steps, args.warmup)
         except Exception as e:  # noqa: BLE001 - a variant that cannot run here is reported, not fatal
             results[name] = None
-            print(f"{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            print(f"{name}: failed: {type(e).__name__}: {first_line(e)[:200]}")
         print(f"{name}: {results[name] or float('nan'):.2f} img/s", flush=True)
     base = results.get(CLASSIC)
     print(f"\nTraining step, {args.size}², batch {args.batch}, gram loss, VGG16 relu1_2..relu4_3; "
