@@ -3,7 +3,7 @@
 A checkpoint is the dict Lightning writes, plus an ``"fst"`` entry that `StyleTransferModule`
 adds on save::
 
-    {"state_dict": {"transformer.<param>": Tensor, "style_targets.<...>": Tensor, ...},
+    {"state_dict": {"transformer.<param>": Tensor, "criterion.targets.<layer>__<stat>": Tensor, ...},
      "global_step": int, ...,
      "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float},
              "style_name": str, "style_loss": str, "global_step": int}}
