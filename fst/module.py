@@ -22,8 +22,8 @@ from fst.domain import at_least, positive
 from fst.errors import FstError
 from fst.images import open_rgb
 from fst.transformer import MIN_SIDE, TransformerNet
-from fst.vgg import DEFAULT_LAYERS, min_input_side
-from fst.weights import check_arch
+from fst.vgg import DEFAULT_LAYERS
+from fst.vgg_arch import check_arch, min_input_side
 
 ASSET_STYLES = Path(__file__).parent / "assets" / "styles"
 

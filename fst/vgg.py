@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from fst.errors import FstError
-from fst.weights import CFGS, Weights, check_arch, resolve
+from fst.vgg_arch import layer_names
+from fst.weights import Weights, resolve
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,27 +25,6 @@ DEFAULT_LAYERS = {
     "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),  # Johnson et al. 2016
     "vgg19": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),  # Gatys et al. / Li et al.
 }
-
-
-def layer_names(arch: str) -> list[str]:
-    """Name of each module of torchvision's `features` Sequential, in order."""
-    names, block, i = [], 1, 1
-    for v in CFGS[check_arch(arch)]:
-        if v == "M":
-            names.append(f"pool{block}")
-            block, i = block + 1, 1
-        else:
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-            i += 1
-    return names
-
-
-def min_input_side(arch: str, layers: tuple[str, ...] | list[str]) -> int:
-    """The smallest square input side for which every one of `layers` is still >= 1x1: each pool
-    halves the side, rounding down. Unknown names are left to VGGFeatures to report."""
-    names = layer_names(arch)
-    depth = max((names.index(name) + 1 for name in layers if name in names), default=0)
-    return 2 ** sum(name.startswith("pool") for name in names[:depth])
 
 
 class Normalize(nn.Module):

@@ -38,13 +38,8 @@ from fst.errors import FstError, first_line
 from fst.files import atomic_path
 from fst.output_dir import writable_dir
 from fst.untrusted import read_torch
+from fst.vgg_arch import ARCHS, CFGS, check_arch, conv_indices, expected_shapes, layer_names
 
-ARCHS = ("vgg16", "vgg19")
-# torchvision's layer configs ("D" = VGG16, "E" = VGG19): numbers are conv widths, "M" a pool.
-CFGS: dict[str, list[int | str]] = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-}
 CONVENTIONS = ("torchvision", "caffe")
 
 
@@ -90,12 +85,6 @@ class Weights:
     path: Path | None
 
 
-def check_arch(arch: str) -> str:
-    if arch not in ARCHS:
-        raise FstError(f"unknown VGG arch {arch!r} (choose from {', '.join(ARCHS)})")
-    return arch
-
-
 CACHE = "FST_CACHE folder"  # how error messages name cache_dir()
 
 
@@ -105,31 +94,6 @@ def cache_dir() -> Path:
 
 def cached_path(arch: str) -> Path:
     return cache_dir() / f"{check_arch(arch)}.safetensors"
-
-
-def conv_indices(arch: str) -> list[int]:
-    """Indices of the conv layers inside torchvision's `features` Sequential."""
-    indices, i = [], 0
-    for v in CFGS[arch]:
-        if v == "M":
-            i += 1
-        else:
-            indices.append(i)
-            i += 2  # conv, relu
-    return indices
-
-
-def expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
-    shapes, c_in = {}, 3
-    convs = iter(conv_indices(arch))
-    for v in CFGS[arch]:
-        if v == "M":
-            continue
-        i = next(convs)
-        shapes[f"{i}.weight"] = (int(v), c_in, 3, 3)
-        shapes[f"{i}.bias"] = (int(v),)
-        c_in = int(v)
-    return shapes
 
 
 def validate(state_dict: dict[str, torch.Tensor], arch: str, origin: str) -> dict[str, torch.Tensor]:
@@ -369,8 +333,6 @@ def main(argv: list[str]) -> int:
         return 0
     arch = check_arch(args.arch)
     if args.cmd == "slice":
-        from fst.vgg import layer_names
-
         names = layer_names(arch)
         if args.up_to not in names:
             raise FstError(f"unknown {arch} layer {args.up_to!r}")
