@@ -529,7 +529,7 @@ class ShardDataModule(pl.LightningDataModule):
 
     def _val_folder(self) -> Path:
         if self.val_photos == SAMPLE:
-            from fst.shards import sample_photos_dir
+            from fst.assets import sample_photos_dir
 
             return sample_photos_dir()
         folder = Path(self.val_photos).expanduser()

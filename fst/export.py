@@ -61,10 +61,10 @@ import torch
 from torch import nn
 
 from fst import compiled, untrusted
-from fst.checkpoint import check_weights, net_config, transformer_from_checkpoint, transformer_from_state
 from fst.arguments import ArgumentParser
+from fst.checkpoint import check_weights, net_config, transformer_from_checkpoint, transformer_from_state
 from fst.errors import FstError, first_line
-from fst.files import atomic_path  # its old home: `from fst.export import atomic_path` still works
+from fst.files import atomic_path
 from fst.transformer import MIN_SIDE, TransformerNet
 
 FORMATS = ("torchscript", "export", "onnx")  # pure data: fst reads and runs them without trusting them

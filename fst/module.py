@@ -17,6 +17,7 @@ from torchvision.utils import make_grid
 
 from fst import checkpoint as fst_checkpoint
 from fst import losses
+from fst.assets import resolve_style_path
 from fst.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.domain import at_least, positive
 from fst.errors import FstError
@@ -24,16 +25,6 @@ from fst.images import open_rgb
 from fst.transformer import MIN_SIDE, TransformerNet
 from fst.vgg import DEFAULT_LAYERS
 from fst.vgg_arch import check_arch, min_input_side
-
-ASSET_STYLES = Path(__file__).parent / "assets" / "styles"
-
-
-def resolve_style_path(style_image: str) -> Path:
-    """A path, or ``sample:NAME`` for one of the paintings shipped in fst/assets/styles."""
-    if style_image.startswith("sample:"):
-        return ASSET_STYLES / f"{style_image.removeprefix('sample:')}.jpg"
-    return Path(style_image).expanduser()
-
 
 def load_style(path: Path, size: int) -> torch.Tensor:
     """The style image as (1, 3, H, W) in [0, 1], its long side resized to `size` (0 keeps it)."""

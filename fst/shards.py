@@ -31,6 +31,7 @@ from PIL import ExifTags, Image
 from tqdm import tqdm
 
 from fst.arguments import ArgumentParser
+from fst.assets import sample_photos_dir
 from fst.errors import FstError
 from fst.files import atomic_path, temp_name_pattern, write_atomic
 from fst.images import IMAGE_SUFFIXES, ImageError, image_paths, open_image, read_file, to_rgb
@@ -40,7 +41,6 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 SAMPLE_SHARD_SIZE = 25  # 100 embedded photos -> 4 shards: splits evenly over 2 ranks x 2 workers
 SAMPLE_PREFIX = "sample"
-_ASSETS = Path(__file__).parent / "assets"
 _COCO_SPLIT = re.compile(r"^(train|val|test)(\d{4})$")
 
 
@@ -72,16 +72,6 @@ class Prepared:
 
 
 # ---------------------------------------------------------------- sample data shipped in the repo
-
-
-def sample_photos_dir() -> Path:
-    """The 100 embedded photos (short side 384 px); see fst/assets/ATTRIBUTION.tsv."""
-    return _ASSETS / "photos"
-
-
-def sample_styles_dir() -> Path:
-    """The 8 embedded paintings."""
-    return _ASSETS / "styles"
 
 
 def sample_shards(out: Path | str | None = None) -> Path:

@@ -43,17 +43,17 @@ from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
 from fst import losses
+from fst.arguments import ArgumentParser
+from fst.assets import resolve_style_path, sample_photos_dir
 from fst.checkpoint import transformer_from_checkpoint
 from fst.criterion import flat
-from fst.arguments import ArgumentParser
 from fst.errors import FstError
 from fst.data import square_photo
 from fst.files import write_atomic
 from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail,
                          off_palette_percent, ssim)
-from fst.module import StyleTransferModule, load_style, resolve_style_path
-from fst.shards import sample_photos_dir
+from fst.module import StyleTransferModule, load_style
 from fst.transformer import OUTPUTS
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
 

@@ -36,13 +36,13 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
+from fst import compiled
 from fst import precision as fst_precision
 from fst import tiling
-from fst.checkpoint import transformer_from_checkpoint
 from fst.arguments import ArgumentParser
+from fst.checkpoint import transformer_from_checkpoint
 from fst.color import luminance
 from fst.errors import FstError, first_line
-from fst import compiled
 from fst.export import COMPILED, DTYPES, FORMATS, load_compiled, load_exported, sniff_format, transformer_from_exported
 from fst.files import atomic_path
 from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb

@@ -21,8 +21,8 @@ import torchvision.transforms.functional as TF
 from fst import losses
 from fst.criterion import flat
 from fst.images import open_rgb
-from fst.module import load_style, resolve_style_path
-from fst.shards import sample_photos_dir
+from fst.assets import resolve_style_path, sample_photos_dir
+from fst.module import load_style
 from fst.vgg import DEFAULT_LAYERS, VGGFeatures
 
 

@@ -31,7 +31,7 @@ from fst.criterion import flat
 from fst.errors import first_line
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
-from fst.shards import sample_photos_dir
+from fst.assets import sample_photos_dir
 
 CLASSIC = "classic step (fp32 eager)"
 VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
