@@ -17,8 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("fst.weights:main", "fetch or inspect the frozen VGG loss-network weights"),
     "losses": ("fst.losses:main", "list the registered style losses (family, cost, formula)"),
     "shards": ("fst.shards:main", "pack photos (COCO or any folder) into webdataset shards"),
-    "fit": ("fst.train:main", "train a style network (LightningCLI; --config configs/X.yaml)"),
-    "validate": ("fst.train:main", "run validation on a trained checkpoint (LightningCLI)"),
+    "fit": ("fst.train:fit", "train a style network (LightningCLI; --config configs/X.yaml)"),
+    "validate": ("fst.train:validate", "run validation on a trained checkpoint (LightningCLI)"),
     "export": ("fst.export:main", "export a trained transformer for single-pass inference"),
     "stylize": ("fst.stylize:main", "stylize images with a checkpoint or an exported model"),
     "compare": ("fst.study:main", "train and evaluate one model per style loss (the loss study)"),
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with handled():  # SIGTERM and SIGINT: one line and exit 128 + signal, no half-written file
             func = getattr(importlib.import_module(module_name), func_name)
-            # fit/validate need to know which LightningCLI subcommand they are.
-            code = func([name, *rest]) if module_name == "fst.train" else func(rest)
+            code = func(rest)
     except FstError as e:
         print(f"fst {name}: error: {e}", file=sys.stderr)
         return 2

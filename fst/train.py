@@ -130,7 +130,18 @@ class FstCLI(LightningCLI):
             self.model.check_image_side("val_size", self.datamodule.val_size)
 
 
+def fit(argv: list[str]) -> int:
+    """`fst fit`: train (LightningCLI's fit subcommand)."""
+    return main(["fit", *argv])
+
+
+def validate(argv: list[str]) -> int:
+    """`fst validate`: validate a trained checkpoint (LightningCLI's validate subcommand)."""
+    return main(["validate", *argv])
+
+
 def main(argv: list[str]) -> int:
+    """LightningCLI with fst's module, data and Trainer; `argv` starts with its subcommand."""
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and newer
     # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
