@@ -35,7 +35,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 import torchvision.transforms.functional as TF
 import yaml
@@ -46,9 +45,10 @@ from fst import losses
 from fst.arguments import ArgumentParser
 from fst.assets import resolve_style_path, sample_photos_dir
 from fst.checkpoint import transformer_from_checkpoint
+from fst.cost_meter import fast_step_ms, sync
 from fst.criterion import flat
-from fst.errors import FstError
 from fst.data import square_photo
+from fst.errors import FstError
 from fst.files import write_atomic
 from fst.images import IMAGE_SUFFIXES, image_files
 from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail,
@@ -137,70 +137,6 @@ def load_recipe(path: Path) -> dict:
 # --- training: a real `fst fit` per run ---------------------------------------------------------
 
 
-class CostMeter(pl.Callback):
-    """Time of every training step (forward, backward, optimizer step; the report summarises them with
-    `fast_step_ms`, skipping `warmup` steps) and peak training memory (CUDA: max allocated; CPU: peak
-    RSS growth over the RSS at the first step), written as JSON to `out` when training ends; loaded by
-    `fst fit` from the generated config."""
-
-    def __init__(self, out: str, warmup: int = 2):
-        self.out, self.warmup = Path(out), warmup
-        self.times: list[float] = []
-        self.t0 = self.start = 0.0
-        self.base_mb, self.hwm_reset = 0.0, False
-
-    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self.hwm_reset = reset_peak_rss()
-            self.base_mb = proc_status_mb("VmRSS")
-        self.start = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        sync(module.device)
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        sync(module.device)
-        self.times.append((time.perf_counter() - self.t0) * 1e3)
-
-    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        cuda = module.device.type == "cuda"
-        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else proc_status_mb("VmHWM") - self.base_mb
-        write_atomic(self.out, json.dumps({
-            "steps": len(self.times), "train_s": time.perf_counter() - self.start,
-            "peak_mem_mb": peak, "memory": "cuda max_memory_allocated" if cuda else "cpu peak RSS growth",
-            "hwm_reset": self.hwm_reset or cuda, "style_loss": module.criterion.loss.name, "warmup": self.warmup,
-            "weight": module.criterion.loss.weight, "step_ms": [round(t, 1) for t in self.times]}, indent=1))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0), so the peak is this run's training alone."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def proc_status_mb(field: str) -> float:
-    """A memory field of /proc/self/status (kB) in MiB; 0 where there is no /proc."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
     """The complete `fst fit` config of one run: everything but painting and loss comes from the budget."""
     b = budget
@@ -213,7 +149,7 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
                        "init_args": {"save_dir": str(run.dir), "name": "tensorboard"}},
             "limit_val_batches": 0, "num_sanity_val_steps": 0,
             "enable_progress_bar": False, "enable_model_summary": False,
-            "callbacks": [{"class_path": "fst.study.CostMeter",
+            "callbacks": [{"class_path": "fst.cost_meter.CostMeter",
                            "init_args": {"out": str(run.dir / "cost.json"), "warmup": min(2, b.steps - 1)}}],
         },
         "model": {
@@ -718,11 +654,3 @@ def run_content_calibration(args: argparse.Namespace, reference: str) -> int:
     note = (f"Content-matched weights: reference {reference} at weight {losses.get(reference).weight:g}, "
             f"from {', '.join(str(f) for f in args.from_studies)}; {datetime.date.today()}.\n")
     return publish_table(args.out / "calibration_content", out, cols, note)
-
-
-def fast_step_ms(cost: dict) -> float:
-    """The 10th percentile of a run's step times after warm-up: on a shared machine other jobs only
-    ever add time, and a median can be all contention (seen here: 3.3 s against 0.42 s uncontended)."""
-    timed = sorted(cost["step_ms"][cost.get("warmup", 2):] or cost["step_ms"])
-    return timed[len(timed) // 10]
-
