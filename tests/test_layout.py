@@ -47,3 +47,25 @@ def test_no_import_cycle_in_fst() -> None:
     graph = {p.stem: imports(p) for p in FST.glob("*.py")}
     assert "vgg_arch" in graph["weights"] and "weights" not in graph["vgg_arch"]
     assert find_cycle(graph) is None
+
+
+ARCHITECTURE = FST.parent / "docs" / "architecture.md"
+
+
+def layers() -> dict[str, int]:
+    """Each module's layer, from the table in docs/architecture.md (the definition)."""
+    found = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0][:1].isdigit():
+            found |= {name.strip(): int(cells[0].split()[0]) for name in cells[1].split(",")}
+    return found
+
+
+def test_every_module_is_in_one_layer_and_imports_only_its_own_or_lower_ones() -> None:
+    table = layers()
+    modules = {p.stem for p in FST.glob("*.py")} - {"__init__"}
+    assert set(table) == modules, f"docs/architecture.md lists {sorted(set(table) - modules)} and misses {sorted(modules - set(table))}"
+    upward = [f"{m} (layer {table[m]}) imports {d} (layer {table[d]})"
+              for m in modules for d in imports(FST / f"{m}.py") if d in table and table[d] > table[m]]
+    assert not upward, upward
