@@ -32,7 +32,7 @@ Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.js
 archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
 including ``weights_sha256``, a digest of the weights that every read checks.
 
-Reading (`load_exported`, `transformer_from_exported`): fst runs none of an artefact's code or
+Reading (`load_exported`, `open_exported`, `transformer_from_exported`): fst runs none of an artefact's code or
 graph, whoever wrote it. It reads the weights and ``fst.json`` as data (`fst.untrusted`: CRC-checked
 zips, pickles limited to tensors, no ONNX external data, code or graph calling anything fst's
 exporter never writes refused), checks them against the transformer config and the digest, and
@@ -129,6 +129,7 @@ def export_model(
     dtype: str = "fp32",
     channels_last: bool = False,
     device: str = "cpu",
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder).
     `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for."""
@@ -154,6 +155,8 @@ def export_model(
         meta.update(device=device, input=f"float32 (B, 3, H, W) RGB in [0, 1] on {device}, B in {list(compiled.BATCH)}, "
                     f"H and W in {list(compiled.SIDE)}", output="float32, same shape, RGB in [0, 1]")
     meta["weights_sha256"] = weights_digest(net.state_dict())
+    if format in COMPILED and say is not None:  # the one slow format: say so before the wait
+        say(f"compiling with AOTInductor for {device} {dtype} (a minute or more)")
     # Serialise to memory first: archive member names then never mention the temp file.
     data = WRITERS[format](net.eval(), meta, channels_last)
     with atomic_path(out) as tmp:
@@ -299,12 +302,20 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
     The callable is fst's own TransformerNet with the artefact's weights, in the artefact's dtype and
     memory format, behind the calling convention every artefact has (any float dtype in, the same
     dtype out): fst never runs an artefact's code or graph (`fst.untrusted`)."""
-    net, meta = transformer_from_exported(path)
-    dtype = DTYPES[meta["dtype"]]
-    net = net.requires_grad_(False).to(torch.device(device), dtype)  # inference only, as an exported graph
+    net, meta = open_exported(path, device)
+    return adapted(net, DTYPES[meta["dtype"]], meta["channels_last"]), meta
+
+
+def open_exported(path: str | Path, device: str | torch.device = "cpu",
+                  checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[TransformerNet, dict[str, Any]]:
+    """fst's TransformerNet with an artefact's weights on `device`, in the artefact's dtype and memory
+    format, and the metadata; `checked`: what `read_exported` already returned for `path`."""
+    state, meta = checked or read_exported(path)
+    net = transformer_from_state(meta["net"], state, str(path))
+    net = net.requires_grad_(False).to(torch.device(device), DTYPES[meta["dtype"]])  # inference only
     if meta["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
-    return adapted(net, dtype, meta["channels_last"]), meta
+    return net, meta
 
 
 def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
@@ -329,6 +340,11 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     if format not in READERS:
         raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
     state, meta = READERS[format](path)
+    return check_exported(path, state, meta)
+
+
+def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`read_exported`'s checks of weights and metadata read from `path`."""
     check_weights(meta.get("net"), state, str(path))
     wrong = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.dtype != DTYPES[meta["dtype"]])
     if wrong:
@@ -407,11 +423,21 @@ def load_compiled(path: str | Path, device: str | torch.device | None = None) ->
     """`load_exported` for an AOTInductor package the caller trusts: its compiled code runs, after
     every check that can be made on its data (`read_exported`, `fst.compiled.runs_here`).
     Device None: the one the package was compiled for."""
+    run, meta, _ = open_compiled(path, device)
+    return run, meta
+
+
+def open_compiled(path: str | Path, device: str | torch.device | None = None
+                  ) -> tuple[Model, dict[str, Any], tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+    """`load_compiled`, plus the package's checked weights and metadata (for `open_exported`): the
+    package is read once."""
     path = Path(path)
+    if not path.is_file():
+        raise FstError(f"{path}: model not found")
     if sniff_format(path) not in COMPILED:
         raise FstError(f"{path}: not an AOTInductor package (fst export --format aoti); --trust-compiled is for those only")
-    _, meta = read_exported(path)
-    _, _, compiled_for = compiled.read_package(path)
+    state, raw_meta, compiled_for = compiled.read_package(path)
+    state, meta = check_exported(path, state, _parse_meta(path, json.dumps(raw_meta)))
     device = torch.device(compiled_for.get("AOTI_DEVICE_KEY", "cpu") if device is None else device)
     compiled.runs_here(compiled_for, device, str(path))
     compiled.check_torch(meta, str(path))
@@ -421,7 +447,7 @@ def load_compiled(path: str | Path, device: str | torch.device | None = None) ->
     def run(x: torch.Tensor) -> torch.Tensor:
         return runner(x.to(device, torch.float32).contiguous()).to(x.dtype)
 
-    return run, meta
+    return run, meta, (state, meta)
 
 
 def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
@@ -479,9 +505,8 @@ def main(argv: list[str]) -> int:
         device = "cuda" if torch.cuda.is_available() and args.format in COMPILED else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise FstError("--device cuda: no CUDA device is available")
-    if args.format in COMPILED:
-        print(f"fst export: compiling with AOTInductor for {device} {args.dtype} (a minute or more)", file=sys.stderr, flush=True)
-    out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device)
+    out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device,
+                       say=lambda line: print(f"fst export: {line}", file=sys.stderr, flush=True))
     # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
     _, meta = load_compiled(out, device) if sniff_format(out) in COMPILED else load_exported(out)
     size_mb = out.stat().st_size / 1e6

@@ -43,7 +43,7 @@ from fst.arguments import ArgumentParser
 from fst.checkpoint import transformer_from_checkpoint
 from fst.color import luminance
 from fst.errors import FstError, first_line
-from fst.export import COMPILED, DTYPES, FORMATS, load_compiled, load_exported, sniff_format, transformer_from_exported
+from fst.export import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
 from fst.files import atomic_path
 from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb
 from fst.output_dir import writable_dir
@@ -95,9 +95,10 @@ def resolve_device(device: str) -> torch.device:
 class Stylizer:
     """A model on a device: `stylizer(x)` maps (B, 3, H, W) in [0, 1] to the same, fp32.
 
-    Every pass runs fst's own TransformerNet: with a checkpoint's weights, or with an artefact's,
-    read as data (`fst.export.load_exported`; an artefact's code or graph never runs). Tiled passes
-    need module hooks: for an artefact, a second copy as an nn.Module, built on first need.
+    Every pass runs fst's own TransformerNet, with a checkpoint's weights or an artefact's, read as
+    data once (`fst.export.open_exported`; an artefact's code or graph never runs), except a trusted
+    AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
+    fst's network on the weights the package carries, read in the same pass over the file.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,
@@ -108,6 +109,7 @@ class Stylizer:
             raise FstError(f"{self.source}: model not found")
         self.format = sniff_format(self.source)
         self._eager: TransformerNet | None = None
+        self._checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None  # a package's weights, read
         if self.format in COMPILED and not trust_compiled:
             raise FstError(f"{self.source}: an AOTInductor package: {compiled.TRUST_HINT}")
         if trust_compiled and self.format not in COMPILED:
@@ -115,10 +117,11 @@ class Stylizer:
                            f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
         if self.format in FORMATS + COMPILED:
             if self.format in COMPILED:  # auto: the device the package was compiled for
-                self._full, self.meta = load_compiled(self.source, None if device == "auto" else self.device)
+                self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device)
                 self.device = torch.device(self.meta["device"])
-            else:
-                self._full, self.meta = load_exported(self.source, self.device)
+            else:  # fst's own network with the artefact's weights: full passes and tiles share it
+                self._eager, self.meta = open_exported(self.source, self.device)
+                self._full = adapted(self._eager, DTYPES[self.meta["dtype"]], self.meta["channels_last"])
             self.dtype = self.meta["dtype"]
             if dtype not in ("auto", self.dtype):
                 raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
@@ -147,8 +150,7 @@ class Stylizer:
     @property
     def eager(self) -> TransformerNet:
         if self._eager is None:
-            net, _ = transformer_from_exported(self.source)
-            self._eager = net.to(self.device, DTYPES[self.dtype])
+            self._eager, _ = open_exported(self.source, self.device, self._checked)
         return self._eager
 
     def full(self, x: torch.Tensor) -> torch.Tensor:

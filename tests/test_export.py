@@ -208,3 +208,18 @@ def test_load_exported_refuses_checkpoints_and_damage(ckpt: Path, artefacts: dic
     (tmp_path / "half.onnx").write_bytes(data[: len(data) // 2])
     with pytest.raises(FstError, match="half.onnx"):
         load_exported(tmp_path / "half.onnx")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_stylizer_reads_an_artefact_once_for_full_and_tiled_passes(fmt: str, artefacts: dict[str, Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from fst import export
+    from fst.stylize import Stylizer
+
+    reads: list[str] = []
+    readers = {f: (lambda path, read=read, f=f: reads.append(f) or read(path)) for f, read in export.READERS.items()}
+    monkeypatch.setattr(export, "READERS", readers)
+    stylizer = Stylizer(artefacts[fmt], "cpu")
+    x = torch.rand(1, 3, 96, 130)
+    full, tiled = stylizer(x), stylizer(x, tile=64, overlap=16)
+    assert full.shape == tiled.shape == x.shape and reads == [fmt]
