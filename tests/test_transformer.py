@@ -111,3 +111,20 @@ def test_output_gain_scales_the_raw_output_and_travels_with_the_checkpoint() -> 
         bad = payload(classic.eval())
         bad["fst"]["net"]["output_gain"] = float("nan")
         transformer_from_checkpoint(bad)
+
+
+OLD = Path(__file__).resolve().parent / "data"
+
+
+def test_a_checkpoint_written_before_the_layout_change_still_runs_the_same(tmp_path: Path) -> None:
+    """tests/data holds a checkpoint written by the tree of 2026-11-28 (commit ac4956b: linear
+    output, before output_gain and the module moves) and that tree's output on a fixed input."""
+    ckpt = OLD / "checkpoint_2026-11-28_ac4956b.ckpt"
+    recorded = torch.load(OLD / "checkpoint_2026-11-28_ac4956b_output.pt", weights_only=True)
+    net, meta = transformer_from_checkpoint(ckpt)
+    assert meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear"} and net.config["output_gain"] == 1.0
+    with torch.no_grad():
+        assert torch.equal(net(recorded["x"]), recorded["y"])
+    model, _ = load_exported(export_model(ckpt, tmp_path / "old.pt", "torchscript"))
+    with torch.no_grad():
+        assert (model(recorded["x"]) - recorded["y"]).abs().max() < 1e-5
