@@ -1,8 +1,10 @@
-"""Writing a file so that no reader, and no crash, ever sees half of it."""
+"""Files: written so that no reader, and no crash, ever sees half of one; their sha256; and fst's
+cache folder (weights, sample shards)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -59,3 +61,17 @@ def fsync(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read 1 MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """``$FST_CACHE``, default ``~/.cache/fst``: the VGG weights and the sample shards."""
+    return Path(os.environ.get("FST_CACHE") or "~/.cache/fst").expanduser()

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from fst.arguments import ArgumentParser
 from fst.assets import sample_photos_dir
 from fst.errors import FstError
-from fst.files import atomic_path, temp_name_pattern, write_atomic
+from fst.files import atomic_path, cache_dir, sha256_file, temp_name_pattern, write_atomic
 from fst.images import IMAGE_SUFFIXES, ImageError, image_paths, open_image, read_file, to_rgb
 from fst.output_dir import writable_dir
 
@@ -77,8 +77,6 @@ class Prepared:
 def sample_shards(out: Path | str | None = None) -> Path:
     """Shards of the embedded photos in `out` (default `$FST_CACHE/sample_shards`), built or
     repaired if missing or incomplete. Returns the directory."""
-    from fst.weights import cache_dir  # lazy: it imports torch
-
     out = Path(out) if out is not None else cache_dir() / "sample_shards"
     settings = Settings(prefix=SAMPLE_PREFIX, shard_size=SAMPLE_SHARD_SIZE, max_size=512, quality=95)
     build_shards(sample_photos_dir(), out, settings, workers=1, progress=False)
@@ -213,20 +211,8 @@ def write_shard(path: Path, samples: list[tuple[str, Prepared]]) -> str:
                 if "caption" in p.meta:
                     sample["txt"] = p.meta["caption"].encode("utf-8")
                 sink.write(sample)
-        digest = file_sha256(tmp)
+        digest = sha256_file(tmp)
     return digest
-
-
-def file_sha256(path: Path) -> str | None:
-    """sha256 of a file, or None if it does not exist."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except FileNotFoundError:
-        return None
-    return h.hexdigest()
 
 
 def _json_bytes(obj: object) -> bytes:
@@ -257,7 +243,7 @@ def build_shards(
     writable_dir(out, "shard folder")
     with _locked(out):
         state = _resume_state(out, _fresh_manifest(root, layout, settings, sources))
-        redo = [s for s in state["shards"] if file_sha256(out / s["name"]) != s["sha256"]]
+        redo = [s for s in state["shards"] if not (out / s["name"]).is_file() or sha256_file(out / s["name"]) != s["sha256"]]
         todo = [i for s in redo for i in range(s["start"], s["end"])] + list(range(state["next"], len(sources)))
         work = partial(prepare, max_size=settings.max_size, quality=settings.quality)
         with _mapper(workers) as imap, tqdm(total=len(todo), unit="img", disable=not progress, desc="shards") as bar:

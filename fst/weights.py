@@ -15,7 +15,6 @@ RGB in [0,1] with ImageNet mean/std; caffe: BGR, 0-255, mean subtraction), so th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import pickle
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from fst.arguments import ArgumentParser
 from fst.errors import FstError, first_line
-from fst.files import atomic_path
+from fst.files import atomic_path, cache_dir, sha256_file
 from fst.output_dir import writable_dir
 from fst.untrusted import read_torch
 from fst.vgg_arch import ARCHS, CFGS, check_arch, conv_indices, expected_shapes, layer_names
@@ -88,10 +87,6 @@ class Weights:
 CACHE = "FST_CACHE folder"  # how error messages name cache_dir()
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FST_CACHE") or "~/.cache/fst").expanduser()
-
-
 def cached_path(arch: str) -> Path:
     return cache_dir() / f"{check_arch(arch)}.safetensors"
 
@@ -120,14 +115,6 @@ def validate(state_dict: dict[str, torch.Tensor], arch: str, origin: str) -> dic
         if not torch.isfinite(sd[k]).all():
             raise FstError(f"{origin}: {k} contains NaN or Inf")
     return {k: sd[k].float().contiguous() for k in keys[:depth]}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_path(path: str | Path, arch: str) -> Weights:

@@ -15,7 +15,8 @@ from PIL import Image
 
 from fst import cli
 from fst.images import ImageError, alpha_channel, open_image, open_rgb
-from fst.shards import MANIFEST, SAMPLE_SHARD_SIZE, Settings, build_shards, file_sha256, sample_shards
+from fst.files import sha256_file
+from fst.shards import MANIFEST, SAMPLE_SHARD_SIZE, Settings, build_shards, sample_shards
 
 GOOD = ["a.jpg", "b.jpg", "c.png", "cmyk.jpg", "gray.jpg", "gray16.png", "palette.png", "rgba.png", "rotated.jpg", "sub/d.webp", "sub/e.bmp"]
 BAD = {
@@ -87,7 +88,7 @@ def read_shards(out: Path) -> dict[str, dict]:
 
 
 def snapshot(out: Path) -> dict[str, tuple[int, str]]:
-    return {p.name: (p.stat().st_mtime_ns, file_sha256(p)) for p in sorted(out.glob("*.tar"))}
+    return {p.name: (p.stat().st_mtime_ns, sha256_file(p)) for p in sorted(out.glob("*.tar"))}
 
 
 SETTINGS = Settings(prefix="t", shard_size=4, max_size=512, quality=90)
@@ -113,7 +114,7 @@ def test_good_images_become_rgb_samples_and_bad_ones_are_listed(messy: Path, tmp
         assert s["json"]["key"] == key
     assert {(s["path"], s["reason"].split(" (")[0]) for s in manifest["skipped"]} == set(BAD.items())
     assert manifest["samples"] == len(GOOD) and manifest["complete"]
-    assert all(file_sha256(out / s["name"]) == s["sha256"] for s in manifest["shards"])
+    assert all(sha256_file(out / s["name"]) == s["sha256"] for s in manifest["shards"])
     assert json.loads((out / MANIFEST).read_text()) == manifest
 
     assert by_source["rotated.jpg"]["jpg"].size == (20, 40)  # EXIF orientation applied
