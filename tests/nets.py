@@ -46,3 +46,10 @@ def random_photo_shards(root: Path, sizes: list[tuple[int, int]], settings: Sett
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(photos / f"p{i:02d}.jpg", quality=90)
     build_shards(photos, root / "shards", settings, progress=False)
     return root / "shards"
+
+
+def export_all(ckpt: Path, out: Path) -> dict[str, Path]:
+    """`ckpt` exported in every data format (not the compiled one: a minute per package)."""
+    from fst.export import FORMATS, SUFFIXES, export_model
+
+    return {f: export_model(ckpt, out / f"{ckpt.stem}{SUFFIXES[f]}", f) for f in FORMATS}

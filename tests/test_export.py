@@ -19,7 +19,7 @@ from fst.checkpoint import payload
 from fst.cli import main as cli
 from fst.export import DTYPES, FORMATS, SUFFIXES, adapted, export_model, load_exported, transformer_from_exported
 from fst.transformer import TransformerNet
-from nets import make_net
+from nets import export_all, make_net
 
 PHOTOS = Path(__file__).resolve().parent.parent / "fst" / "assets" / "photos"
 
@@ -47,8 +47,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory, net: TransformerNet) -> Path:
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("exported")
-    return {f: export_model(ckpt, out / f"starry{SUFFIXES[f]}", f) for f in FORMATS}
+    return export_all(ckpt, tmp_path_factory.mktemp("exported"))
 
 
 def runtime(path: Path, fmt: str, dtype: str = "fp32", channels_last: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:

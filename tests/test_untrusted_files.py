@@ -24,9 +24,9 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import FORMATS, SUFFIXES, export_model, load_exported
+from fst.export import export_model, load_exported
 from crafted import member, one_line_error, rewrite_zip, stylize_refused
-from nets import make_net, save_checkpoint
+from nets import export_all, make_net, save_checkpoint
 
 TINY = str(Path(__file__).resolve().parent / "configs" / "tiny.yaml")
 
@@ -55,8 +55,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory: pytest.TempPathFactory, ckpt: Path) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("exported")
-    return {f: export_model(ckpt, out / f"starry{SUFFIXES[f]}", f) for f in FORMATS}
+    return export_all(ckpt, tmp_path_factory.mktemp("exported"))
 
 
 @pytest.fixture
