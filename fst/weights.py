@@ -37,7 +37,7 @@ from fst.errors import FstError, first_line
 from fst.files import atomic_path, cache_dir, sha256_file
 from fst.output_dir import writable_dir
 from fst.untrusted import read_torch
-from fst.vgg_arch import ARCHS, CFGS, check_arch, conv_indices, expected_shapes, layer_names
+from fst.vgg_arch import ARCHS, check_arch, conv_indices, expected_shapes, layer_names
 
 CONVENTIONS = ("torchvision", "caffe")
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import export_model, load_exported
+from fst.export import load_exported
 from crafted import member, one_line_error, rewrite_zip, stylize_refused
 from nets import export_all, make_net, save_checkpoint
 
