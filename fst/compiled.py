@@ -182,12 +182,16 @@ def check_torch(meta: dict[str, Any], origin: str) -> None:
                        "runs only on the torch that compiled it: re-export")
 
 
-def load_package(path: Path) -> Any:
-    """AOTInductor's runner for a package that passed the checks above. This runs its code.
+def load_package(path: Path, *, trusted: bool) -> Any:
+    """AOTInductor's runner for a package that passed the checks above. This runs its code, so every
+    caller must say it trusts the file (a package it compiled itself, or one the user named with
+    --trust-compiled); anything else is refused here, the one place fst loads packages.
 
     The loader unpacks the package into ``$TMPDIR/aotinductor_*`` and removes that folder only when
     the runner is destroyed: a failed load left it behind. fst points TMPDIR at a folder of its own
     for the load and removes it on failure, or at exit (the loaded library stays mapped)."""
+    if trusted is not True:
+        raise FstError(f"{path}: an AOTInductor package: {TRUST_HINT}")
     tmp = tempfile.mkdtemp(prefix="fst-aoti-load-")
     before = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = tmp

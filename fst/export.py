@@ -378,6 +378,11 @@ def _parse_meta(path: Path, text: str | bytes | None) -> dict[str, Any]:
         meta = json.loads(text) if text else None
     except ValueError:
         meta = None
+    return _check_meta(path, meta)
+
+
+def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
+    """`meta` if it is fst metadata with the fields every reader relies on."""
     if not isinstance(meta, dict) or "fst_export" not in meta:
         raise FstError(f"{path}: no fst metadata ({META_FILE}); was it written by `fst export`?")
     if meta.get("dtype") not in DTYPES or not isinstance(meta.get("channels_last"), bool):
@@ -407,8 +412,8 @@ def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state, meta, _ = compiled.read_package(path)  # the weights fst keeps beside the machine code
-    return state, _parse_meta(path, json.dumps(meta))
+    state, meta, compiled_for = compiled.read_package(path)  # the weights fst keeps beside the code
+    return state, {**_check_meta(path, meta), "compiled_for": compiled_for}
 
 
 READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
@@ -419,29 +424,28 @@ READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any
 }
 
 
-def load_compiled(path: str | Path, device: str | torch.device | None = None) -> tuple[Model, dict[str, Any]]:
-    """`load_exported` for an AOTInductor package the caller trusts: its compiled code runs, after
-    every check that can be made on its data (`read_exported`, `fst.compiled.runs_here`).
-    Device None: the one the package was compiled for."""
-    run, meta, _ = open_compiled(path, device)
+def load_compiled(path: str | Path, device: str | torch.device | None = None, *,
+                  trusted: bool) -> tuple[Model, dict[str, Any]]:
+    """`load_exported` for an AOTInductor package: its compiled code runs, and only if the caller
+    says it trusts the file (`fst.compiled.load_package`), after every check that can be made on its
+    data (`read_exported`, `fst.compiled.runs_here`). Device None: the one it was compiled for."""
+    run, meta, _ = open_compiled(path, device, trusted=trusted)
     return run, meta
 
 
-def open_compiled(path: str | Path, device: str | torch.device | None = None
+def open_compiled(path: str | Path, device: str | torch.device | None = None, *, trusted: bool
                   ) -> tuple[Model, dict[str, Any], tuple[dict[str, torch.Tensor], dict[str, Any]]]:
     """`load_compiled`, plus the package's checked weights and metadata (for `open_exported`): the
     package is read once."""
     path = Path(path)
-    if not path.is_file():
-        raise FstError(f"{path}: model not found")
-    if sniff_format(path) not in COMPILED:
+    if path.is_file() and sniff_format(path) not in COMPILED:
         raise FstError(f"{path}: not an AOTInductor package (fst export --format aoti); --trust-compiled is for those only")
-    state, raw_meta, compiled_for = compiled.read_package(path)
-    state, meta = check_exported(path, state, _parse_meta(path, json.dumps(raw_meta)))
+    state, meta = read_exported(path)
+    compiled_for = meta["compiled_for"]
     device = torch.device(compiled_for.get("AOTI_DEVICE_KEY", "cpu") if device is None else device)
     compiled.runs_here(compiled_for, device, str(path))
     compiled.check_torch(meta, str(path))
-    runner = compiled.load_package(path)
+    runner = compiled.load_package(path, trusted=trusted)
     meta = {**meta, "device": device.type}
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -508,7 +512,8 @@ def main(argv: list[str]) -> int:
     out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device,
                        say=lambda line: print(f"fst export: {line}", file=sys.stderr, flush=True))
     # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
-    _, meta = load_compiled(out, device) if sniff_format(out) in COMPILED else load_exported(out)
+    # A package: we just compiled it, so we trust it.
+    _, meta = load_compiled(out, device, trusted=True) if sniff_format(out) in COMPILED else load_exported(out)
     size_mb = out.stat().st_size / 1e6
     print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, style {meta['style_name']!r}, step {meta['global_step']})")
     return 0

@@ -117,7 +117,8 @@ class Stylizer:
                            f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
         if self.format in FORMATS + COMPILED:
             if self.format in COMPILED:  # auto: the device the package was compiled for
-                self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device)
+                self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device,
+                                                                       trusted=trust_compiled)
                 self.device = torch.device(self.meta["device"])
             else:  # fst's own network with the artefact's weights: full passes and tiles share it
                 self._eager, self.meta = open_exported(self.source, self.device)

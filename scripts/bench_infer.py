@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from fst.compiled import quiet_torch, write_aoti  # noqa: E402
+from fst.compiled import load_package, write_aoti  # noqa: E402
 from fst.errors import first_line  # noqa: E402
-from fst.export import write_torchscript  # noqa: E402
+from fst.export import load_compiled, write_torchscript  # noqa: E402
 from fst.transformer import TransformerNet  # noqa: E402
 
 SIZES = ((512, 512), (1280, 720), (1920, 1080))  # (W, H)
@@ -57,16 +57,13 @@ def torchscript(net: TransformerNet, channels_last: bool = False) -> torch.jit.S
 
 def aoti(net: TransformerNet, channels_last: bool = False) -> Run:
     """The exact package `fst export --format aoti` writes (for net's device and dtype), loaded back
-    from its file with plain torch. Compiling takes about a minute."""
+    from its file, trusted because this script just compiled it. Compiling takes about a minute."""
     import tempfile
 
-    data = write_aoti(net.eval(), {"bench": True}, channels_last)
-    with tempfile.NamedTemporaryFile(suffix=".pt2", delete=False) as f:
-        f.write(data)
-    with quiet_torch():
-        runner = torch._inductor.aoti_load_package(f.name)
-    os.unlink(f.name)
-    return runner
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.pt2"
+        path.write_bytes(write_aoti(net.eval(), {"bench": True}, channels_last))
+        return load_package(path, trusted=True)
 
 
 def lazy(build: Callable[[], Run]) -> Callable[[tuple[int, int]], Run]:
@@ -188,14 +185,10 @@ def cuda_variants(net: TransformerNet, compile: bool = False, aot: bool = False)
     return variants
 
 
-def package_variant(path: Path) -> tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]:
-    """An existing `fst export --format aoti` file (its weights do not change its speed)."""
-
-    def load() -> Run:
-        with quiet_torch():
-            return torch._inductor.aoti_load_package(str(path))
-
-    return lazy(load), torch.float32, False
+def package_variant(path: Path, device: str) -> tuple[Callable[[tuple[int, int]], Run], torch.dtype, bool]:
+    """An existing `fst export --format aoti` file (its weights do not change its speed). Naming it
+    with --package is the trust: fst's checks run first (device, CPU, torch version, digest)."""
+    return lazy(lambda: load_compiled(path, device, trusted=True)[0]), torch.float32, False
 
 
 def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, batches: tuple[int, ...] = (1,),
@@ -205,7 +198,7 @@ def bench(device: str, quick: bool, compile: bool = False, aot: bool = False, ba
     results = []
     make = cpu_variants(net, compile, aot) if device == "cpu" else cuda_variants(net, compile, aot)
     if package is not None:
-        make[f"AOTI package {package.name}"] = package_variant(package)
+        make[f"AOTI package {package.name}"] = package_variant(package, device)
     if only:
         make = {k: v for k, v in make.items() if k in only or (package is not None and k.endswith(package.name))}
     cells = [(batch, name, spec, size) for batch in batches for name, spec in make.items() for size in SIZES]
@@ -270,7 +263,8 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, help="write all results here")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles per shape in the untimed warm-up: minutes on a small CPU)")
     p.add_argument("--aoti", action="store_true", help="also time the AOTInductor package (one compile per variant, about a minute each)")
-    p.add_argument("--package", type=Path, default=None, help="also time this `fst export --format aoti` file (no compile here)")
+    p.add_argument("--package", type=Path, default=None, help="also time this `fst export --format aoti` file (no compile"
+                   " here); it is machine code and runs, so name only a package you trust")
     p.add_argument("--batch", default="1", help="images per pass, or several: 1,8 (ms are per pass)")
     p.add_argument("--only", nargs="*", help="time only these variants (and --package)")
     args = p.parse_args()

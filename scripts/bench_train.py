@@ -22,18 +22,21 @@ import os
 import platform
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from fst.assets import sample_photos_dir
 from fst.criterion import flat
 from fst.errors import first_line
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
-from fst.assets import sample_photos_dir
+from fst.study import load_recipe
 
 CLASSIC = "classic step (fp32 eager)"
+CLASSIC_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
 VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
     CLASSIC: (None, False, False),
     "fp32 eager": (None, False, False),
@@ -70,10 +73,8 @@ def classic_total(module: StyleTransferModule, x: torch.Tensor) -> torch.Tensor:
 
 
 def make_module(name: str, channels_last: bool, compile_: bool) -> StyleTransferModule:
-    if name == CLASSIC:  # configs/classic.yaml's model section
-        return StyleTransferModule(style_loss="gram_mse", style_size=256, style_layers=["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
-                                   style_layer_weights=[1.0] * 4, content_loss="mse", content_weight=1e5, style_weight=1e10,
-                                   tv_weight=0.0, grey_start=False)
+    if name == CLASSIC:  # configs/classic.yaml's model section, as `fst compare --baselines` reads it
+        return StyleTransferModule(style_size=256, **load_recipe(CLASSIC_CONFIG))
     return StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
 
 

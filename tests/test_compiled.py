@@ -89,7 +89,7 @@ def test_package_runs_without_fst_like_the_eager_network(package: Path, tmp_path
 
 
 def test_bf16_package_is_within_its_stated_bound(ckpt: Path, tmp_path: Path) -> None:
-    model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny_bf16.pt2", "aoti", "bf16"))
+    model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny_bf16.pt2", "aoti", "bf16"), trusted=True)
     assert meta["dtype"] == "bf16"
     for x in inputs():
         out = model(x)
@@ -169,6 +169,9 @@ def test_untrusted_package_never_loads_and_a_trusted_one_does(package: Path, ima
     assert not marker.exists()
     _, meta = load_exported(evil)  # its weights, as data: still nothing runs
     assert meta["format"] == "aoti" and not marker.exists()
+    with pytest.raises(FstError, match="compiled machine code that runs when loaded"):
+        load_compiled(evil, "cpu", trusted=False)  # the library call refuses too, not only the CLI
+    assert not marker.exists()
     err = one_line_error(["stylize", str(image), "--model", str(evil), "--out", str(tmp_path / "o.png"),
                           "--trust-compiled"], capsys)
     assert "AOTInductor could not load the package" in err and marker.exists()

@@ -50,7 +50,7 @@ def test_aoti_package_on_cuda_matches_the_eager_fp16_network(tmp_path, channels_
     from test_compiled import BF16_BOUND, inputs
 
     ckpt = save_checkpoint(tmp_path / "tiny.ckpt")
-    model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny.pt2", "aoti", "fp16", channels_last, device="cuda"))
+    model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny.pt2", "aoti", "fp16", channels_last, device="cuda"), trusted=True)
     assert meta["device"] == "cuda" and meta["dtype"] == "fp16"
     net = make_net()
     for x in inputs():
