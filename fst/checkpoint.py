@@ -3,10 +3,16 @@
 A checkpoint is the dict Lightning writes, plus an ``"fst"`` entry that `StyleTransferModule`
 adds on save::
 
-    {"state_dict": {"transformer.<param>": Tensor, "criterion.targets.<layer>__<stat>": Tensor, ...},
+    {"state_dict": {"transformer.<param>": Tensor, "criterion.targets.<k>.<layer>__<stat>": Tensor, ...},
      "global_step": int, ...,
-     "fst": {"format": 1, "version": str, "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float},
-             "style_name": str, "style_loss": str, "global_step": int}}
+     "fst": {"format": 1, "version": str,
+             "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float, "n_styles": int},
+             "styles": [str, ...], "style_name": str, "style_loss": str, "global_step": int}}
+
+``styles`` names the network's styles in order (style k is the k-th); ``criterion.targets.<k>.*`` are
+style k's statistics. Files written before several styles existed have no ``styles`` (their one
+style is ``style_name``) and keep their statistics at ``criterion.targets.<layer>__<stat>``:
+`upgrade_state` renames them on load.
 
 Export and stylize need only ``state_dict["transformer.*"]`` and ``fst["net"]``. A checkpoint is read
 as data (`fst.untrusted`: CRC-checked, pickles limited to tensors and plain containers), and its
@@ -97,7 +103,8 @@ def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, 
 
 
 # What a config written before a key existed meant by its absence.
-LEGACY_DEFAULTS = {"output": "sigmoid", "output_gain": 1.0}
+LEGACY_DEFAULTS = {"output": "sigmoid", "output_gain": 1.0, "n_styles": 1}
+TARGETS = "criterion.targets."
 
 
 def net_config(config: Any, origin: str) -> dict[str, Any]:
@@ -108,12 +115,30 @@ def net_config(config: Any, origin: str) -> dict[str, Any]:
     if isinstance(config, dict):
         config = {**config, **{k: v for k, v in LEGACY_DEFAULTS.items() if k not in config}}
     if (not isinstance(config, dict) or sorted(config) != sorted(CONFIG_KEYS)
-            or not all(type(config[k]) is int for k in ("channels", "n_residual"))
-            or config["channels"] < 1 or config["n_residual"] < 0 or config["output"] not in OUTPUTS
+            or not all(type(config[k]) is int for k in ("channels", "n_residual", "n_styles"))
+            or config["channels"] < 1 or config["n_residual"] < 0 or config["n_styles"] < 1
+            or config["output"] not in OUTPUTS
             or type(config["output_gain"]) not in (int, float) or not 0 < config["output_gain"] < float("inf")):
         raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0, "
-                       f"an output in {OUTPUTS} and a positive output_gain")
+                       f"n_styles >= 1, an output in {OUTPUTS} and a positive output_gain")
     return {**config, "output_gain": float(config["output_gain"])}
+
+
+def style_names(meta: dict[str, Any], origin: str) -> list[str]:
+    """The names of a checkpoint's or artefact's styles, in order: one per style of its network."""
+    n = net_config(meta.get("net"), origin)["n_styles"]
+    names = meta.get("styles", [meta.get("style_name") or "style"] if n == 1 else None)
+    if not (isinstance(names, list) and len(names) == n and all(isinstance(x, str) and x for x in names)
+            and len(set(names)) == n):
+        raise FstError(f"{origin}: its metadata does not name its {n} styles (styles: {names!r})")
+    return names
+
+
+def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict with every style statistic under ``criterion.targets.<k>.``: single-style files
+    written before several styles existed keep theirs directly under ``criterion.targets.``."""
+    return {TARGETS + "0." + k[len(TARGETS):] if k.startswith(TARGETS) and "." not in k[len(TARGETS):] else k: v
+            for k, v in state.items()}
 
 
 def weights_problem(state: dict[str, Any], wanted: dict[str, torch.Tensor]) -> str | None:

@@ -12,7 +12,7 @@ instance norm, ReLU and padding; no Python per layer) without compiling on the u
   ``runner.get_metadata()["fst.json"]`` is fst's metadata (style, step, dtype, ...).
 - **Loading one runs its code.** fst loads a package only when the user names it and says so
   (``fst stylize --model PKG --trust-compiled``), never because a file looks like one; every other
-  format is read as data (`fst.export`). Before that load, fst checks what it can as data: the zip's
+  format is read as data (`fst.exported`). Before that load, fst checks what it can as data: the zip's
   CRCs, its metadata, that the device, machine, CPU instruction set and torch version are this
   machine's (a package is compiled for one; another one may crash instead of failing).
 - For tiling (module hooks, `fst.tiling`) a package also carries the weights as safetensors
@@ -45,7 +45,7 @@ from torch import nn
 from fst import untrusted
 from fst.errors import FstError, first_line
 from fst.precision import cpu_flags
-from fst.transformer import MIN_SIDE, TransformerNet
+from fst.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
 
 BATCH = (1, 64)
 SIDE = (MIN_SIDE, 4096)
@@ -64,11 +64,11 @@ class Float32Boundary(nn.Module):
         self.net = net
         self.channels_last = channels_last
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         y = x.to(self.net.weight_dtype)
         if self.channels_last:
             y = y.contiguous(memory_format=torch.channels_last)
-        return self.net(y).float()
+        return self.net(y, w).float()
 
 
 @contextlib.contextmanager
@@ -97,10 +97,11 @@ def write_aoti(net: TransformerNet, meta: dict[str, Any], channels_last: bool = 
     device = net.weight_device
     dims = {0: Dim("batch", min=BATCH[0], max=BATCH[1]), 2: Dim("height", min=SIDE[0], max=SIDE[1]),
             3: Dim("width", min=SIDE[0], max=SIDE[1])}
-    sample = torch.rand(2, 3, 67, 91, device=device)  # batch 2, odd sizes: nothing specialises on them
+    sample = tuple(t.float().contiguous() for t in sample_inputs(net))  # the package takes float32
     meta_json = json.dumps(meta, sort_keys=True, default=str)
     with torch.no_grad():
-        program = torch.export.export(Float32Boundary(net, channels_last).eval(), (sample,), dynamic_shapes={"x": dims})
+        program = torch.export.export(Float32Boundary(net, channels_last).eval(), sample,
+                                      dynamic_shapes=export_shapes(net, dims))
     with tempfile.TemporaryDirectory(prefix="fst-aoti-") as tmp:
         path = Path(tmp) / "model.pt2"
         try:

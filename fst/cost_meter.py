@@ -49,8 +49,8 @@ class CostMeter(pl.Callback):
         write_atomic(self.out, json.dumps({
             "steps": len(self.times), "train_s": time.perf_counter() - self.start,
             "peak_mem_mb": peak, "memory": "cuda max_memory_allocated" if cuda else "cpu peak RSS growth",
-            "hwm_reset": self.hwm_reset or cuda, "style_loss": module.criterion.loss.name, "warmup": self.warmup,
-            "weight": module.criterion.loss.weight, "step_ms": [round(t, 1) for t in self.times]}, indent=1))
+            "hwm_reset": self.hwm_reset or cuda, "style_loss": module.style_loss.name, "warmup": self.warmup,
+            "weight": module.style_loss.weight, "step_ms": [round(t, 1) for t in self.times]}, indent=1))
 
 
 def sync(device: torch.device) -> None:

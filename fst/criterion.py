@@ -29,28 +29,42 @@ DEFAULT_CONTENT_LAYER = {"vgg16": "relu2_2", "vgg19": "relu4_1"}
 DEFAULT_LAYER_WEIGHTS = {"vgg16": (1.0, 1.0, 1.0, 0.1), "vgg19": (1.0, 1.0, 1.0, 1.0, 1.0)}
 
 
-class StyleTargets(nn.Module):
-    """Buffers ``{layer}.{stat}`` holding the style statistics; shapes come from the style image or,
-    when resuming, from the checkpoint (buffers are created on load, so no style image is needed)."""
+class StyleStats(nn.Module):
+    """One style's statistics, as buffers ``{layer}__{stat}``."""
 
     def stats(self, layer: str) -> losses.Stats:
         prefix = f"{layer}__"
-        return {k[len(prefix):]: v for k, v in self._buffers.items() if k.startswith(prefix) and v is not None}
+        return {k[len(prefix):]: v for k, v in self.named_buffers(recurse=False) if k.startswith(prefix)}
 
     def set(self, layer: str, stats: losses.Stats) -> None:
         for k, v in stats.items():
             self.register_buffer(f"{layer}__{k}", v.detach().float().contiguous())
 
-    def is_empty(self) -> bool:
-        return not self._buffers
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        for key, value in state_dict.items():
-            if key.startswith(prefix) and "." not in key[len(prefix):]:
-                self.register_buffer(key[len(prefix):], value.detach().clone())
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+class StyleTargets(nn.ModuleList):
+    """The statistics of every style, style k at ``{k}.{layer}__{stat}``. Their shapes come from the
+    style images or, when resuming, from the checkpoint (`shape_like`), so no style image is needed."""
+
+    def add(self) -> StyleStats:
+        self.append(StyleStats())
+        return self[-1]
+
+    def stats(self, style: int, layer: str) -> losses.Stats:
+        return self[style].stats(layer)
+
+    def is_empty(self) -> bool:
+        return len(self) == 0
+
+    def shape_like(self, state: dict[str, torch.Tensor], prefix: str, device: torch.device | str = "cpu") -> None:
+        """Make this hold buffers named and shaped as `state`'s entries under `prefix` (to be loaded next)."""
+        while len(self):
+            del self[len(self) - 1]
+        for key, value in state.items():
+            if key.startswith(prefix):
+                style, name = key[len(prefix):].split(".", 1)
+                while len(self) <= int(style):
+                    self.add()
+                self[int(style)].register_buffer(name, torch.empty_like(value, device=device))
 
 
 def flat(f: torch.Tensor) -> torch.Tensor:
@@ -78,28 +92,45 @@ class PerceptualLoss(nn.Module):
         self.targets = StyleTargets()
 
     @torch.no_grad()
-    def set_style(self, style: torch.Tensor) -> None:
-        """Compute and store the style statistics of one image (1, 3, H, W) in [0, 1]."""
+    def add_style(self, style: torch.Tensor) -> None:
+        """Compute and store, as the next style, the statistics of one image (1, 3, H, W) in [0, 1]."""
         feats = self.vgg(style.to(next(self.vgg.parameters()).device))
+        target = self.targets.add()
         for layer in self.style_layers:
-            self.targets.set(layer, self.loss.stats(flat(feats[layer])[0]))
+            target.set(layer, self.loss.stats(flat(feats[layer])[0]))
 
-    def style_terms(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def style_terms(self, feats: dict[str, torch.Tensor], styles: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per layer, each image's style loss (B,) against its own style's statistics (styles: (B,)
+        style indices; None: every image is style 0)."""
         if self.targets.is_empty():
-            raise FstError("style targets are not set: call set_style() or load a checkpoint")
-        return {layer: self.loss(flat(feats[layer]), self.targets.stats(layer)).mean() for layer in self.style_layers}
+            raise FstError("style targets are not set: call add_style() or load a checkpoint")
+        if styles is None:
+            return {layer: self.loss(flat(feats[layer]), self.targets.stats(0, layer)) for layer in self.style_layers}
+        out = {}
+        for layer in self.style_layers:
+            f = flat(feats[layer])
+            per_image = f.new_zeros(f.shape[0], dtype=torch.float32)
+            for k in styles.unique().tolist():  # one loss call per style present in the batch
+                rows = (styles == k).nonzero().squeeze(1)
+                per_image = per_image.index_put((rows,), self.loss(f[rows], self.targets.stats(k, layer)).float())
+            out[layer] = per_image
+        return out
 
-    def forward(self, y: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Losses for output y given photo x; 'total' is what to minimise, the rest is for logging."""
+    def forward(self, y: torch.Tensor, x: torch.Tensor, styles: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Losses for output y given photo x (and each image's style index, when there are several);
+        'total' is what to minimise, the rest is for logging. 'style_per_image' (B,) is each image's
+        weighted style loss, for logging per style."""
         fy = self.vgg(y)
         with torch.no_grad():
             fx = self.vgg(x, [self.content_layer])[self.content_layer]  # no deeper than needed
-        per_layer = self.style_terms(fy)
+        per_layer = self.style_terms(fy, styles)
         with torch.autocast(y.device.type, enabled=False):
             content = self.content_loss(fy[self.content_layer], fx)
-            style = self.loss.weight * sum(self.layer_weights[k] * v for k, v in per_layer.items())
+            per_image = self.loss.weight * sum(self.layer_weights[k] * v.float() for k, v in per_layer.items())
+            style = per_image.mean()
             tv = losses.tv_loss(y)
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
         out = {"total": total, "content": content, "style": style, "tv": tv}
-        out.update({f"style/{k}": v for k, v in per_layer.items()})
+        out.update({f"style/{k}": v.mean() for k, v in per_layer.items()})
+        out["style_per_image"] = per_image.detach()
         return out

@@ -360,12 +360,20 @@ def square_photo(path: Path, size: int) -> torch.Tensor:
     return to_dtype(pil_to_tensor(img), torch.float32, scale=True)
 
 
+def square_photos(paths: list[Path], size: int) -> torch.Tensor:
+    """(P, 3, size, size): a `square_photo` of each path, in order."""
+    if not paths:  # torch.stack refuses an empty list; no paths is (0, 3, size, size)
+        return torch.empty(0, 3, size, size)
+    return torch.stack([square_photo(path, size) for path in paths])
+
+
 def load_photos(folder: Path, count: int, size: int) -> list[dict]:
-    """The first `count` photos of `folder` (sorted), as `square_photo`s."""
+    """The first `count` photos of `folder` (sorted), as `square_photos`, each with its file stem as key."""
     files = image_files(folder)
     if not files:
         raise FstError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return [{"image": square_photo(path, size), "key": path.stem} for path in files[:count]]
+    files = files[:count]
+    return [{"image": image, "key": path.stem} for path, image in zip(files, square_photos(files, size))]
 
 
 def _collate_photos(photos: list[dict]) -> dict:

@@ -14,7 +14,7 @@ Those statistics become buffers of the criterion, so a checkpoint carries them.
 Normalisation (why one style weight fits every loss): each distance is divided by the size of the
 style's own statistic (a relative error), which makes it dimensionless, comparable across layers,
 across VGG input conventions (Caffe 0-255 vs torchvision) and across losses. On top of that, each
-registry entry has a ``weight`` that issue F's calibration sets by measurement (``fst compare``):
+registry entry has a ``weight`` that a calibration sets by measurement (``fst compare --calibrate``):
 the factor that brings every loss to a comparable style strength at a comparable content distance.
 The exception is the classic recipe's ``gram_mse`` (``absolute``): the mean squared Gram error of
 Johnson et al. / pytorch/examples, whose size depends on the layer and the input convention and is

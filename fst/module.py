@@ -22,7 +22,7 @@ from fst.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.domain import at_least, positive
 from fst.errors import FstError
 from fst.images import open_rgb
-from fst.transformer import MIN_SIDE, TransformerNet
+from fst.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.vgg import DEFAULT_LAYERS
 from fst.vgg_arch import check_arch, min_input_side
 
@@ -43,10 +43,16 @@ def min_image_side(arch: str, style_layers: list[str] | None, content_layer: str
     return max(MIN_SIDE, min_input_side(arch, layers))
 
 
+ASSIGNMENTS = ("sample", "batch")
+
+
 class StyleTransferModule(pl.LightningModule):
     def __init__(
         self,
         style_image: str = "sample:starry_night",
+        style_images: list[str] | None = None,
+        style_assignment: str = "sample",
+        base_checkpoint: str | None = None,
         style_loss: str = "inter",
         style_size: int = 512,
         arch: str = "vgg16",
@@ -73,6 +79,14 @@ class StyleTransferModule(pl.LightningModule):
         """
         Args:
             style_image: painting to learn; a path, or ``sample:NAME`` for a shipped one (e.g. sample:the_scream).
+            style_images: several paintings for one network (conditional instance norm: one scale and
+                shift per painting in every norm, all else shared); replaces style_image when given.
+            style_assignment: which painting each training image is scored against: ``sample`` (round robin
+                over the images of every batch, so each batch holds every painting) or ``batch`` (one painting
+                per batch, round robin over steps).
+            base_checkpoint: add the style_images as new styles to this fst checkpoint's network: only the
+                new styles' scales and shifts train, every other weight stays as it is; the checkpoints
+                written hold every style. Its network's shape and style loss are used.
             style_loss: ``inter`` / ``intra`` (that family's default) or a registered loss name (`fst losses`).
             style_size: long side the style image is resized to before its statistics are taken (0: as is).
             arch: loss network, ``vgg16`` or ``vgg19``.
@@ -116,11 +130,28 @@ class StyleTransferModule(pl.LightningModule):
             self.check_image_side("style_size", style_size)
         if optimizer not in ("adam", "adamw"):
             raise FstError(f"unknown optimizer {optimizer!r} (choose adam or adamw)")
+        if base_checkpoint and optimizer != "adam":
+            raise FstError("adding styles to a base_checkpoint trains with adam: adamw's weight decay would move "
+                           "the styles it keeps")
         losses.get(style_loss)  # fail on a bad name before any weights load
         losses.get_content(content_loss)
-        self.transformer = TransformerNet(channels, n_residual, output, output_gain, grey_start)
+        if style_assignment not in ASSIGNMENTS:
+            raise FstError(f"unknown style_assignment {style_assignment!r} (choose from {', '.join(ASSIGNMENTS)})")
+        self.style_paths = [resolve_style_path(s) for s in (style_images or [style_image])]
         self.criterion = PerceptualLoss(style_loss, arch, style_layers, style_layer_weights, content_layer,
                                         content_weight, style_weight, tv_weight, pooling, vgg_weights, content_loss)
+        self.n_frozen_styles = 0
+        base_names: list[str] = []
+        if base_checkpoint:
+            base, base_names = self._load_base(Path(base_checkpoint))
+            self.transformer = with_new_styles(base, len(self.style_paths)).train()
+            self._freeze_all_but_new_styles()
+        else:
+            self.transformer = TransformerNet(channels, n_residual, output, output_gain, grey_start,
+                                              n_styles=len(self.style_paths))
+        self.style_names = base_names + [p.stem for p in self.style_paths]
+        if len(set(self.style_names)) != len(self.style_names):
+            raise FstError(f"two styles share a name in {self.style_names}: give each painting a distinct file name")
         if channels_last:
             self.to(memory_format=torch.channels_last)
         # A compiled bound method, not a compiled module: an OptimizedModule attribute would register
@@ -129,7 +160,35 @@ class StyleTransferModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints leave out the frozen VGG (it comes from the weights cache)
         self._skipped = 0
         self._last_step_time: float | None = None
-        self._previews: list[torch.Tensor] = []
+        self._previews: list[list[torch.Tensor]] = []  # per batch: photos, then each style's outputs
+
+    def _load_base(self, path: Path) -> tuple[TransformerNet, list[str]]:
+        """The base checkpoint's network and style names; its style statistics become this
+        criterion's first targets."""
+        ckpt = fst_checkpoint.load_checkpoint(path)
+        net, meta = fst_checkpoint.transformer_from_checkpoint(ckpt)
+        if meta.get("style_loss") != self.criterion.loss.name:
+            raise FstError(f"{path}: trained with style loss {meta.get('style_loss')!r}; add styles to it with the "
+                           f"same loss (--model.style_loss {meta.get('style_loss')})")
+        state = fst_checkpoint.upgrade_state(ckpt["state_dict"])
+        self.criterion.targets.shape_like(state, fst_checkpoint.TARGETS)
+        self.criterion.targets.load_state_dict({k[len(fst_checkpoint.TARGETS):]: v for k, v in state.items()
+                                                if k.startswith(fst_checkpoint.TARGETS)})
+        names = fst_checkpoint.style_names(meta, str(path))
+        if len(self.criterion.targets) != len(names):
+            raise FstError(f"{path}: holds statistics of {len(self.criterion.targets)} styles for {len(names)} styles")
+        self.n_frozen_styles = len(names)
+        return net, names
+
+    def _freeze_all_but_new_styles(self) -> None:
+        """Only the new styles' rows of every conditional norm learn: the rest gets no gradient, and
+        a zero gradient leaves a weight exactly where it is under Adam (both moments stay 0)."""
+        self.transformer.requires_grad_(False)
+        keep = self.n_frozen_styles
+        for norm in self.transformer.style_norms():
+            for param in (norm.weight, norm.bias):
+                param.requires_grad_(True)
+                param.register_hook(lambda g: torch.cat([torch.zeros_like(g[:keep]), g[keep:]]))
 
     def check_image_side(self, name: str, side: int) -> None:
         """Refuse images (crops, previews, the style) of a side this model cannot take."""
@@ -139,16 +198,26 @@ class StyleTransferModule(pl.LightningModule):
 
     # --- setup ---------------------------------------------------------------------------------
 
+    @property
+    def n_styles(self) -> int:
+        return self.transformer.n_styles
+
+    @property
+    def style_loss(self) -> losses.StyleLoss:
+        """The style loss's registry entry (name, family, weight)."""
+        return self.criterion.loss
+
     def setup(self, stage: str) -> None:
-        # Runs before a checkpoint is restored: take the statistics from the style image when it is
-        # there; when resuming, the checkpoint's buffers replace them (or provide them if it is gone).
-        path = resolve_style_path(self.hparams.style_image)
-        if self.criterion.targets.is_empty() and path.is_file():
-            self.criterion.set_style(load_style(path, self.hparams.style_size))
+        # Runs before a checkpoint is restored: take the statistics from the style images when they
+        # are all there; when resuming, the checkpoint's buffers replace them (or provide them if not).
+        todo = self.style_paths[len(self.criterion.targets) - self.n_frozen_styles:]
+        if len(self.criterion.targets) < self.n_styles and all(p.is_file() for p in todo):
+            for path in todo:
+                self.criterion.add_style(load_style(path, self.hparams.style_size))
 
     def _require_style(self) -> None:
-        if self.criterion.targets.is_empty():
-            path = resolve_style_path(self.hparams.style_image)
+        if len(self.criterion.targets) < self.n_styles:
+            path = next((p for p in self.style_paths if not p.is_file()), self.style_paths[0])
             raise FstError(f"{path}: style image not found" if not path.is_file() else
                            f"{path}: no style statistics could be computed")
 
@@ -157,30 +226,50 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._require_style()
-        path = resolve_style_path(self.hparams.style_image)
         tb = self._tensorboard()
-        if tb is not None and path.is_file():
-            tb.add_image("style", load_style(path, 256)[0], self.global_step)
+        for path in self.style_paths if tb is not None else []:
+            if path.is_file():
+                tb.add_image("style" if self.n_styles == 1 else f"style/{path.stem}", load_style(path, 256)[0],
+                             self.global_step)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Before the state dict loads: buffers for every style statistic the checkpoint holds.
+        checkpoint["state_dict"] = fst_checkpoint.upgrade_state(checkpoint["state_dict"])
+        self.criterion.targets.shape_like(checkpoint["state_dict"], fst_checkpoint.TARGETS, self.device)
 
     def configure_optimizers(self):
         opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
-        return opt(self.transformer.parameters(), lr=self.hparams.lr)
+        return opt([p for p in self.transformer.parameters() if p.requires_grad], lr=self.hparams.lr)
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return self._forward(x, w)
 
-    def stylize_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One forward pass of the training objective: (stylized y, loss terms incl. 'total')."""
+    def styles_for(self, batch_size: int, step: int) -> torch.Tensor | None:
+        """Each image's style index for a training step (None: the single style)."""
+        if self.n_styles == 1:
+            return None
+        first, n = self.n_frozen_styles, self.n_styles - self.n_frozen_styles  # adding styles: only new ones train
+        if self.hparams.style_assignment == "batch":
+            return torch.full((batch_size,), first + step % n, device=self.device)
+        return first + (step * batch_size + torch.arange(batch_size, device=self.device)) % n
+
+    def stylize_and_score(self, x: torch.Tensor, styles: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward pass of the training objective: (stylized y, loss terms incl. 'total'); styles:
+        each image's style index (None: the single style)."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self(x)
-        return y, self.criterion(y, x)
+        w = None if styles is None else torch.nn.functional.one_hot(styles, self.n_styles).float()
+        y = self(x, w)
+        return y, self.criterion(y, x, styles)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
-        y, terms = self.stylize_and_score(x)
+        styles = self.styles_for(x.shape[0], self.global_step)
+        y, terms = self.stylize_and_score(x, styles)
+        self._log_per_style(terms.pop("style_per_image"), styles, "loss/style_of", x.shape[0])
         total = terms["total"]
         if not torch.isfinite(total):
             raise FstError(f"loss is {total.item()} at step {self.global_step}: stopping; "
@@ -204,19 +293,35 @@ class StyleTransferModule(pl.LightningModule):
                      prog_bar=True, batch_size=batch_size)
         self._last_step_time = now
 
+    def _log_per_style(self, per_image: torch.Tensor, styles: torch.Tensor | None, tag: str, bs: int) -> None:
+        """Each style's mean style loss over its images of the batch, as `tag`/NAME."""
+        for k in range(self.n_styles) if styles is not None else []:
+            mask = styles == k
+            if mask.any():
+                self.log(f"{tag}/{self.style_names[k]}", per_image[mask].mean(), batch_size=int(mask.sum()))
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        # Every preview photo in every style: one row of the preview grid per style.
         x = batch["image"]
-        y, terms = self.stylize_and_score(x)
-        self.log_dict({f"val/{k}": v for k, v in terms.items() if "/" not in k}, batch_size=x.shape[0])
-        if sum(p.shape[0] for p in self._previews) < 2 * self.hparams.preview_images:
-            self._previews += [x.detach().float().cpu(), y.detach().float().cpu()]
+        bs = x.shape[0]
+        outputs, sums = [], {}
+        for k in range(self.n_styles):
+            styles = None if self.n_styles == 1 else torch.full((bs,), k, device=x.device)
+            y, terms = self.stylize_and_score(x, styles)
+            self._log_per_style(terms.pop("style_per_image"), styles, "val/style_of", bs)
+            outputs.append(y.detach().float().cpu())
+            for key, v in terms.items():
+                if "/" not in key:
+                    sums[key] = sums.get(key, 0.0) + v / self.n_styles
+        self.log_dict({f"val/{k}": v for k, v in sums.items()}, batch_size=bs)
+        if sum(p[0].shape[0] for p in self._previews) < self.hparams.preview_images:
+            self._previews.append([x.detach().float().cpu(), *outputs])
 
     def on_validation_epoch_end(self) -> None:
         tb = self._tensorboard()
         if tb is not None and self._previews:
-            photos = torch.cat(self._previews[0::2])[: self.hparams.preview_images]
-            styled = torch.cat(self._previews[1::2])[: self.hparams.preview_images]
-            grid = make_grid(torch.cat([photos, styled]).clamp(0, 1), nrow=photos.shape[0], padding=2)
+            rows = [torch.cat(row)[: self.hparams.preview_images] for row in zip(*self._previews)]
+            grid = make_grid(torch.cat(rows).clamp(0, 1), nrow=rows[0].shape[0], padding=2)
             tb.add_image("preview/photos_vs_stylized", grid, self.global_step)
         self._previews = []
 
@@ -233,8 +338,9 @@ class StyleTransferModule(pl.LightningModule):
                                     if not k.startswith("criterion.vgg.")}
         checkpoint["fst"] = fst_checkpoint.fst_metadata(
             self.transformer,
-            style_name=resolve_style_path(self.hparams.style_image).stem,
-            style_loss=self.criterion.loss.name,
+            styles=list(self.style_names),
+            style_name="+".join(self.style_names),
+            style_loss=self.style_loss.name,
             global_step=int(self.global_step),
             precision=str(self.trainer.precision) if self._trainer is not None else None,
         )

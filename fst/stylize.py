@@ -15,6 +15,10 @@
 - Large images: ``--tile`` runs overlapping tiles with whole-image instance-norm statistics
   (`fst.tiling`); a full pass that runs out of memory falls back to that automatically. Tiling
   needs module hooks, so for exported models it runs an eager copy of the artefact's weights.
+- A network of several styles (``fst fit`` with ``style_images``): every style by default, one
+  output per style named ``<stem>_<style><ext>``; ``--style NAME`` (or its index; repeatable) picks
+  styles, ``--mix NAME=W,NAME=W`` blends them (weights normalised to sum 1). A single output (one
+  style, or a blend) is named as without styles.
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
 - A file that cannot be read or written is reported on one line and skipped; the rest are done,
@@ -43,11 +47,12 @@ from fst.arguments import ArgumentParser
 from fst.checkpoint import transformer_from_checkpoint
 from fst.color import luminance
 from fst.errors import FstError, first_line
-from fst.export import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
+from fst.exported import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
 from fst.files import atomic_path
 from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb
 from fst.output_dir import writable_dir
-from fst.transformer import TransformerNet
+from fst.checkpoint import style_names
+from fst.transformer import FixedStyle, TransformerNet, style_weights
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
 MIN_TILE = 32
@@ -96,7 +101,7 @@ class Stylizer:
     """A model on a device: `stylizer(x)` maps (B, 3, H, W) in [0, 1] to the same, fp32.
 
     Every pass runs fst's own TransformerNet, with a checkpoint's weights or an artefact's, read as
-    data once (`fst.export.open_exported`; an artefact's code or graph never runs), except a trusted
+    data once (`fst.exported.open_exported`; an artefact's code or graph never runs), except a trusted
     AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
     fst's network on the weights the package carries, read in the same pass over the file.
     """
@@ -134,6 +139,9 @@ class Stylizer:
                 raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
             self._eager = net.to(self.device, DTYPES[self.dtype])
             self._full = self._eager
+        self.style_names = style_names(self.meta, str(self.source))
+        self.n_styles = len(self.style_names)
+        self.style: torch.Tensor | None = None  # (n_styles,) weights of the style (or blend) in use
         self.warning = fst_precision.slow_bf16_warning(self.device.type, self.dtype, "--dtype auto", "--dtype fp32")
         # Inductor fuses instance norm, ReLU and padding into few passes: ~2x on CPU bf16 at 1080p.
         # Compiled lazily, per shape first and then with dynamic shapes (torch's default).
@@ -154,20 +162,28 @@ class Stylizer:
             self._eager, _ = open_exported(self.source, self.device, self._checked)
         return self._eager
 
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's inputs for images x: x, and for several styles the weights of the one in use."""
+        if self.n_styles == 1:
+            return (x,)
+        if self.style is None:
+            raise FstError(f"{self.source}: holds {self.n_styles} styles; choose one (Stylizer.style)")
+        return x, self.style.to(x.device).expand(x.shape[0], -1)
+
     def full(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(DTYPES[self.dtype])  # artefacts cast to their dtype too: the same values either way
         if self._compiled is not None:
             try:
-                return self._compiled(x).float()
+                return self._compiled(*self._inputs(x)).float()
             except OOM_ERRORS:
                 raise
             except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
                 tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
                 self._compiled = None
-        return self._full(x).float()
+        return self._full(*self._inputs(x)).float()
 
     def tiled(self, x: torch.Tensor, tile: int, overlap: int, stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
-        net = self.eager
+        net = self.eager if self.n_styles == 1 else FixedStyle(self.eager, self._inputs(x[:1])[1][0])
         xt = x.to(DTYPES[self.dtype])
         return tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float()
 
@@ -367,6 +383,14 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
             raise FstError(f"{out}: {len(files)} inputs need --out to be a folder")
         _require_parent(out)
         targets = [out / (f.stem + (suffix or f.suffix)) for f in files]
+    _check_targets(files, targets)
+    _require_parent(out)
+    writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
+    return targets
+
+
+def _check_targets(files: list[Path], targets: list[Path]) -> None:
+    """Every target a known image format, none an input, no two the same."""
     for target in dict.fromkeys(targets):
         image_format(target)
     seen: dict[Path, Path] = {}
@@ -376,9 +400,6 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
         if dst in seen:
             raise FstError(f"{dst}: both {seen[dst]} and {src} would be written there")
         seen[dst] = src
-    _require_parent(out)
-    writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
-    return targets
 
 
 def _require_parent(out: Path) -> None:
@@ -386,6 +407,54 @@ def _require_parent(out: Path) -> None:
     if not out.parent.is_dir():
         problem = f"{out.parent} is not a folder" if out.parent.exists() else f"folder {out.parent} does not exist"
         raise FstError(f"{out}: {problem}")
+
+
+def with_style_labels(files: list[Path], targets: list[Path], labels: list[str | None]) -> list[list[Path]]:
+    """Per style label, each input's output: ``<stem>_<label><ext>`` beside the planned target (the
+    planned target itself for None), checked as `plan_outputs` checks its own."""
+    planned = [[t if label is None else t.with_name(f"{t.stem}_{label}{t.suffix}") for t in targets] for label in labels]
+    _check_targets([f for f in files for _ in labels], [t for ts in zip(*planned) for t in ts])
+    return planned
+
+
+def style_choices(names: list[str], styles: list[str] | None, mix: str | None) -> list[tuple[str | None, torch.Tensor]]:
+    """(file-name label, (N,) style weights) of each output: --style's picks, --mix's blend, or every style."""
+    if styles and mix:
+        raise FstError("--style and --mix exclude each other (a blend of one style is that style)")
+    n = len(names)
+    if mix is not None:
+        return [(None, style_weights(n, parse_mix(mix, names))[0])]
+    picks = [style_index(ref, names) for item in styles or [] for ref in item.split(",")] or list(range(n))
+    labels = [None] if len(picks) == 1 else [names[k] for k in picks]
+    return [(label, style_weights(n, {k: 1.0})[0]) for label, k in zip(labels, picks)]
+
+
+def style_index(ref: str, names: list[str]) -> int:
+    """A style named by its name or its index."""
+    ref = ref.strip()
+    if ref in names:
+        return names.index(ref)
+    if ref.isdigit() and int(ref) < len(names):
+        return int(ref)
+    raise FstError(f"unknown style {ref!r}: this model holds {', '.join(f'{k}={n}' for k, n in enumerate(names))}")
+
+
+def parse_mix(text: str, names: list[str]) -> dict[int, float]:
+    """--mix NAME=W,NAME=W as {style index: weight}."""
+    mix: dict[int, float] = {}
+    for item in text.split(","):
+        ref, eq, weight = item.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not eq or value is None:
+            raise FstError(f"--mix: {item!r} is not NAME=WEIGHT (e.g. --mix starry_night=0.7,the_scream=0.3)")
+        k = style_index(ref, names)
+        if k in mix:
+            raise FstError(f"--mix: style {names[k]!r} given twice")
+        mix[k] = value
+    return mix
 
 
 def stylize_files(stylizer: Stylizer, files: list[Path], targets: list[Path], opts: Options, progress: bool = True) -> list[str]:
@@ -429,6 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, metavar="SIZE", help="stylise in SIZE x SIZE tiles")
     p.add_argument("--overlap", type=int, default=tiling.DEFAULT_OVERLAP, metavar="PX", help="tile overlap (default %(default)s)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX", help="downscale so the long side is at most PX")
+    p.add_argument("--style", action="append", metavar="NAME", default=None,
+                   help="a model of several styles: the style to apply, by name or index (repeat or comma-separate"
+                   " for several; default: every style, one output each, named <stem>_<style><ext>)")
+    p.add_argument("--mix", metavar="NAME=W,...", default=None,
+                   help="a model of several styles: blend styles with these weights (normalised to sum 1)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = fully stylised (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -445,16 +519,22 @@ def main(argv: list[str]) -> int:
     stylizer = Stylizer(args.model, args.device, args.dtype, trust_compiled=args.trust_compiled)
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
-    compile_, why = compile_pays(args.compile, stylizer, files, opts)
+    choices = style_choices(stylizer.style_names, args.style, args.mix)
+    per_style = with_style_labels(files, targets, [label for label, _ in choices])
+    compile_, why = compile_pays(args.compile, stylizer, files * len(choices), opts)  # a pass per style
     if compile_:
         stylizer.compile()
     if not args.quiet:
         print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
     for line in problems:
         print(f"fst stylize: skipped {line}", file=sys.stderr)
-    failed = problems + stylize_files(stylizer, files, targets, opts, progress=not args.quiet)
-    done = len(files) - (len(failed) - len(problems))
-    where = targets[0] if len(targets) == 1 and targets[0] == args.out else args.out
+    failed = list(problems)
+    for (label, weights), style_targets in zip(choices, per_style):
+        stylizer.style = weights
+        failed += stylize_files(stylizer, files, style_targets, opts, progress=not args.quiet)
+    done = len(files) * len(choices) - (len(failed) - len(problems))
+    outputs = [t for ts in per_style for t in ts]
+    where = outputs[0] if len(outputs) == 1 else args.out if args.out.is_dir() else args.out.parent
     if failed:
         print(f"fst stylize: {done} of {done + len(failed)} written to {where}; {len(failed)} failed", file=sys.stderr)
         return 1

@@ -28,9 +28,16 @@
   (starry_night, 16 channels: 11-27% clipped pixels for 6 of 7 losses). The classic recipe keeps
   the default init (``grey_start=False``, ``output_gain=1``).
   Defaults (c=32, R=5) give the classic ~1.68 M parameters.
+- Several paintings in one network (``n_styles`` N > 1): conditional instance norm (Dumoulin et al.
+  2017). Every instance norm keeps one scale and shift (gamma, beta) per style, all other weights
+  are shared; ``net(x, w)`` takes style weights w (B, N) per image, and each norm uses w @ gamma and
+  w @ beta, so a one-hot w picks a style and a convex w blends styles. N = 1 is the plain
+  affine instance norm, so single-style networks and their files are exactly what they were.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,64 +51,100 @@ MIN_SIDE = 5
 OUTPUTS = ("sigmoid", "linear")
 # What rebuilds a trained network (`config`, kept in checkpoints and artefacts); grey_start only
 # sets an initial value that trained weights replace.
-CONFIG_KEYS = ("channels", "n_residual", "output", "output_gain")
+CONFIG_KEYS = ("channels", "n_residual", "output", "output_gain", "n_styles")
 PIXEL_SCALE = 255.0  # the linear output's units: 8-bit pixel values, as the classic recipe trains
 
 
-class ConvLayer(nn.Sequential):
-    """Reflection pad + conv (+ instance norm + ReLU)."""
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm with one (gamma, beta) row per style: y = IN(x) · (w @ gamma) + (w @ beta),
+    w (B, N) the style weights of each image (Dumoulin et al. 2017)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True):
+    def __init__(self, channels: int, n_styles: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        # The affine instance norm's init for every style: N = 1 starts as the plain network does.
+        self.weight = nn.Parameter(torch.ones(n_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(n_styles, channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        w = w.to(self.weight.dtype)
+        gamma, beta = w @ self.weight, w @ self.bias
+        # unsqueeze, not [:, :, None, None]: the exported graphs then need one op fewer to be read as data
+        return self.norm(x) * gamma.unsqueeze(-1).unsqueeze(-1) + beta.unsqueeze(-1).unsqueeze(-1)
+
+
+def _run(layers: nn.Module, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Each layer in turn; the conditional norms also get the style weights."""
+    for layer in layers:
+        x = layer(x, w) if isinstance(layer, (ConditionalInstanceNorm, ConvLayer, ResidualBlock)) else layer(x)
+    return x
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad + conv (+ instance norm, conditional on the style when n_styles > 1, + ReLU)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
+                 n_styles: int = 1):
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(c_out, affine=True))
+            layers.append(nn.InstanceNorm2d(c_out, affine=True) if n_styles == 1
+                          else ConditionalInstanceNorm(c_out, n_styles))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return _run(self, x, w)
 
 
 class ResidualBlock(nn.Module):
     """x + IN(conv(ReLU(IN(conv(x))))) (He et al. 2016, as in Johnson's supplementary)."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, n_styles: int = 1):
         super().__init__()
-        self.body = nn.Sequential(ConvLayer(c, c, 3), ConvLayer(c, c, 3, relu=False))
+        self.body = nn.Sequential(ConvLayer(c, c, 3, n_styles=n_styles), ConvLayer(c, c, 3, relu=False, n_styles=n_styles))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        return x + _run(self.body, x, w)
 
 
 class UpsampleConv(nn.Module):
     """Nearest-neighbour upsample to an exact size, then conv: no checkerboard artefacts."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, n_styles: int = 1):
         super().__init__()
-        self.conv = ConvLayer(c_in, c_out, 3)
+        self.conv = ConvLayer(c_in, c_out, 3, n_styles=n_styles)
 
-    def forward(self, x: torch.Tensor, size: list[int]) -> torch.Tensor:
-        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+    def forward(self, x: torch.Tensor, size: list[int], w: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=size, mode="nearest"), w)
 
 
 class TransformerNet(nn.Module):
-    """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]."""
+    """Photo in, stylised photo out; both (B, 3, H, W) RGB in [0, 1]. With n_styles > 1 the style
+    weights w (B, N) are a second input (`style_weights` builds them)."""
 
     def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", output_gain: float = 4.0,
-                 grey_start: bool = True):
+                 grey_start: bool = True, n_styles: int = 1):
         super().__init__()
         if output not in OUTPUTS:
             raise FstError(f"unknown transformer output {output!r} (choose from {', '.join(OUTPUTS)})")
         c = channels
         if not (isinstance(output_gain, (int, float)) and 0 < output_gain < float("inf")):
             raise FstError(f"output_gain must be a positive number, got {output_gain!r}")
-        self.config = {"channels": channels, "n_residual": n_residual, "output": output, "output_gain": float(output_gain)}
+        if type(n_styles) is not int or n_styles < 1:
+            raise FstError(f"n_styles must be an integer >= 1, got {n_styles!r}")
+        self.config = {"channels": channels, "n_residual": n_residual, "output": output,
+                       "output_gain": float(output_gain), "n_styles": n_styles}
+        self.n_styles = n_styles
         self.linear = output == "linear"
         self.output_unit = PIXEL_SCALE / float(output_gain)  # raw conv value per full range
-        self.conv_in = ConvLayer(3, c, 9)
-        self.down1 = ConvLayer(c, 2 * c, 3, stride=2)
-        self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2)
-        self.residual = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(n_residual)])
-        self.up1 = UpsampleConv(4 * c, 2 * c)
-        self.up2 = UpsampleConv(2 * c, c)
+        n = n_styles
+        self.conv_in = ConvLayer(3, c, 9, n_styles=n)
+        self.down1 = ConvLayer(c, 2 * c, 3, stride=2, n_styles=n)
+        self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2, n_styles=n)
+        self.residual = nn.Sequential(*[ResidualBlock(4 * c, n) for _ in range(n_residual)])
+        self.up1 = UpsampleConv(4 * c, 2 * c, n)
+        self.up2 = UpsampleConv(2 * c, c, n)
         self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)
         if self.linear and grey_start:  # init only: a checkpoint's weights replace it, so not in config
             nn.init.constant_(self.conv_out[1].bias, self.output_unit / 2)
@@ -115,18 +158,85 @@ class TransformerNet(nn.Module):
     def weight_device(self) -> torch.device:
         return self.conv_in[1].weight.device
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x)
-        h1 = self.down1(h0)
-        y = self.residual(self.down2(h1))
-        y = self.up1(y, h1.shape[-2:])
-        y = self.conv_out(self.up2(y, h0.shape[-2:]))
+    def style_norms(self) -> list[ConditionalInstanceNorm]:
+        """The per-style parameters' modules (none when n_styles is 1)."""
+        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm)]
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_styles > 1 and w is None:
+            raise FstError(f"this network holds {self.n_styles} styles: pass style weights w of shape (B, {self.n_styles})")
+        h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x, w)
+        h1 = self.down1(h0, w)
+        y = _run(self.residual, self.down2(h1, w), w)
+        y = self.up1(y, h1.shape[-2:], w)
+        y = self.conv_out(self.up2(y, h0.shape[-2:], w))
         if not self.linear:
             return torch.sigmoid(y)
         y = y / self.output_unit
         # Unclamped while training: the loss sees (and corrects) values out of range; a clamp
         # there would stop their gradient.
         return y if self.training else y.clamp(0, 1)
+
+
+class FixedStyle(nn.Module):
+    """`net` with its style weights w (N,) fixed: a one-input network of one style or blend (what
+    module hooks, as tiling's, need)."""
+
+    def __init__(self, net: TransformerNet, w: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("w", w.reshape(1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, self.w.expand(x.shape[0], -1))
+
+
+def with_new_styles(net: TransformerNet, n_new: int) -> TransformerNet:
+    """A copy of `net` holding `n_new` more styles after its own: every weight copied, each new
+    style's (gamma, beta) starting at the mean of the existing styles' (a blend, nearer a trained
+    style than the untrained 1 and 0)."""
+    grown = TransformerNet(**{**net.config, "n_styles": net.n_styles + n_new})
+    old = net.state_dict()
+    state = {}
+    for key, like in grown.state_dict().items():
+        have = old[key]
+        if have.shape != like.shape:  # a norm's (gamma or beta): (C,) for one style, else (N, C)
+            rows = have.reshape(-1, like.shape[-1])
+            have = torch.cat([rows, rows.mean(0, keepdim=True).expand(n_new, -1)])
+        state[key] = have
+    grown.load_state_dict(state)
+    return grown.to(net.weight_device, net.weight_dtype)
+
+
+def style_weights(n_styles: int, mix: dict[int, float], batch: int = 1) -> torch.Tensor:
+    """(batch, n_styles) style weights: `mix` maps style index -> weight, normalised to sum 1 (a
+    convex blend); {k: 1} is style k alone."""
+    if not mix or any(not 0 <= k < n_styles for k in mix):
+        raise FstError(f"style indices {sorted(mix)} out of range: this network holds styles 0..{n_styles - 1}")
+    if any(not (v >= 0 and v < float("inf")) for v in mix.values()) or sum(mix.values()) <= 0:
+        raise FstError(f"style weights must be finite, >= 0 and not all 0, got {list(mix.values())}")
+    w = torch.zeros(n_styles)
+    for k, v in mix.items():
+        w[k] = float(v)
+    return (w / w.sum()).expand(batch, n_styles).clone()
+
+
+def sample_inputs(net: TransformerNet, channels_last: bool = False) -> tuple[torch.Tensor, ...]:
+    """Inputs for tracing or exporting `net`: batch 2 and odd sizes, so no tracer or exporter can
+    specialise on a batch of 1 or on even shapes; with several styles, blended style weights (not
+    one-hot, which a constant folder could specialise on)."""
+    x = torch.rand(2, 3, 67, 91, dtype=net.weight_dtype, device=net.weight_device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if net.n_styles == 1:
+        return (x,)
+    return x, torch.softmax(torch.rand(2, net.n_styles, device=net.weight_device), 1)
+
+
+def export_shapes(net: TransformerNet, image: dict[int, Any]) -> dict[str, Any]:
+    """torch.export's dynamic shapes for `net`'s inputs, the image's given: the style weights share
+    its batch dimension."""
+    return {"x": image} if net.n_styles == 1 else {"x": image, "w": {0: image[0]}}
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -51,13 +51,13 @@ STORAGE_DTYPES = {
 DTYPE_GLOBALS = {str(d).removeprefix("torch."): d for d in set(STORAGE_DTYPES.values())}
 
 # What the code of fst's TorchScript exports calls (a traced TransformerNet behind the scripted
-# InferenceNet adapter), as `torch.<op>` or `ops.aten.<op>`, with the spellings older torch traces
+# InferenceNet adapter; matmul and unsqueeze: the conditional norms of several styles), as `torch.<op>` or `ops.aten.<op>`, with the spellings older torch traces
 # to; and what a `.pt2` graph calls besides those aten ops (shape arithmetic, runtime asserts).
 SCRIPT_OPS = frozenset({
     "_convolution", "convolution", "conv2d", "pad", "reflection_pad2d", "constant_pad_nd",
     "instance_norm", "batch_norm", "relu", "relu_", "sigmoid", "add", "add_", "upsample_nearest2d",
     "size", "sym_size", "dim", "to", "_to_copy", "contiguous", "clone", "floordiv", "floor_divide",
-    "mul", "div", "clamp", "Int", "IntImplicit", "ScalarImplicit", "scalar_tensor", "_assert_scalar", "_assert_async",
+    "mul", "div", "clamp", "matmul", "mm", "unsqueeze", "_assert_tensor_metadata", "Int", "IntImplicit", "ScalarImplicit", "scalar_tensor", "_assert_scalar", "_assert_async",
     "_functional_assert_async", "sym_constrain_range", "sym_constrain_range_for_size",
     "_functional_sym_constrain_range", "_functional_sym_constrain_range_for_size",
 })

@@ -40,7 +40,8 @@ import torch  # noqa: E402
 
 from fst.compiled import load_package, write_aoti  # noqa: E402
 from fst.errors import first_line  # noqa: E402
-from fst.export import load_compiled, write_torchscript  # noqa: E402
+from fst.export import write_torchscript  # noqa: E402
+from fst.exported import load_compiled  # noqa: E402
 from fst.transformer import TransformerNet  # noqa: E402
 
 SIZES = ((512, 512), (1280, 720), (1920, 1080))  # (W, H)

@@ -33,7 +33,7 @@ from fst.criterion import flat
 from fst.errors import first_line
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
-from fst.study import load_recipe
+from fst.study_runs import load_recipe
 
 CLASSIC = "classic step (fp32 eager)"
 CLASSIC_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
@@ -68,7 +68,7 @@ def classic_total(module: StyleTransferModule, x: torch.Tensor) -> torch.Tensor:
     y = module(x)
     fy, fx = c.vgg(y), c.vgg(x)
     content = F.mse_loss(fy[c.content_layer], fx[c.content_layer])
-    style = sum(c.loss(flat(fy[layer]), c.targets.stats(layer)).mean() for layer in c.style_layers)
+    style = sum(c.loss(flat(fy[layer]), c.targets.stats(0, layer)).mean() for layer in c.style_layers)
     return c.content_weight * content + c.style_weight * style
 
 
@@ -84,7 +84,7 @@ def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) ->
     torch.manual_seed(0)
     module = make_module(name, channels_last, compile_)
     module.to(device)
-    module.criterion.set_style(x[:1])  # statistics of one photo: timing does not depend on the painting
+    module.criterion.add_style(x[:1])  # statistics of one photo: timing does not depend on the painting
     opt = module.configure_optimizers()
     amp = torch.autocast(device, dtype=dtype) if dtype is not None else nullcontext()
     scaler = torch.amp.GradScaler(device) if dtype == torch.float16 else None

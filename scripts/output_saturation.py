@@ -21,9 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fst.checkpoint import transformer_from_checkpoint  # noqa: E402
+from fst.data import square_photos  # noqa: E402
 from fst.errors import FstError  # noqa: E402
 from fst.metrics import clipped_percent  # noqa: E402
-from fst.study import load_photos, photo_paths  # noqa: E402
+from fst.study_eval import photo_paths  # noqa: E402
 from fst.transformer import PIXEL_SCALE  # noqa: E402
 
 FLAT = 4.0  # sigmoid'(4) = 0.018, 7% of sigmoid'(0) = 0.25
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--size", type=int, default=256, help="centre-cropped square side (default 256)")
     args = p.parse_args(argv)
     try:
-        photos = load_photos(photo_paths(args.photos, args.count), args.size)
+        photos = square_photos(photo_paths(args.photos, args.count), args.size)
         for ckpt in args.checkpoints:
             print(saturation(ckpt, photos))
     except FstError as e:

@@ -50,6 +50,28 @@ def random_photo_shards(root: Path, sizes: list[tuple[int, int]], settings: Sett
 
 def export_all(ckpt: Path, out: Path) -> dict[str, Path]:
     """`ckpt` exported in every data format (not the compiled one: a minute per package)."""
-    from fst.export import FORMATS, SUFFIXES, export_model
+    from fst.export import export_model
+    from fst.exported import FORMATS, SUFFIXES
 
     return {f: export_model(ckpt, out / f"{ckpt.stem}{SUFFIXES[f]}", f) for f in FORMATS}
+
+
+def make_styles_net(n_styles: int = 3, seed: int = 0) -> TransformerNet:
+    """`make_net()` with `n_styles` styles, each style's (gamma, beta) random and distinct."""
+    base = make_net(seed)
+    net = TransformerNet(**{**base.config, "n_styles": n_styles}).eval()
+    state = base.state_dict()
+    gen = torch.Generator().manual_seed(seed + 1)
+    for key, like in net.state_dict().items():
+        if like.shape != state[key].shape:  # a conditional norm's gammas or betas: (N, C)
+            lo, hi = (0.5, 1.5) if key.endswith("weight") else (-0.5, 0.5)
+            state[key] = lo + (hi - lo) * torch.rand(like.shape, generator=gen)
+    net.load_state_dict(state)
+    return net
+
+
+def save_styles_checkpoint(path: Path, names: list[str], global_step: int = 1) -> Path:
+    """`make_styles_net(len(names))` saved as the smallest fst checkpoint naming those styles."""
+    net = make_styles_net(len(names))
+    torch.save(payload(net, styles=names, style_name="+".join(names), style_loss="gram", global_step=global_step), path)
+    return path

@@ -21,7 +21,7 @@ def test_classic_step_computes_the_classic_recipes_objective() -> None:
     torch.manual_seed(0)
     module = bench_train.make_module(bench_train.CLASSIC, channels_last=False, compile_=False)
     x = torch.rand(2, 3, 32, 32)
-    module.criterion.set_style(x[:1])
+    module.criterion.add_style(x[:1])
     torch.manual_seed(1)
     classic = bench_train.classic_total(module, x)
     torch.manual_seed(1)

@@ -23,7 +23,8 @@ from fst.cli import main as cli
 from fst.compiled import META_MEMBER, SIDE
 from fst.precision import cpu_flags
 from fst.errors import FstError
-from fst.export import export_model, load_compiled, load_exported
+from fst.export import export_model
+from fst.exported import load_compiled, load_exported
 from fst.stylize import Stylizer
 from nets import make_net, save_checkpoint
 

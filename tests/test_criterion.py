@@ -17,7 +17,7 @@ def test_style_is_the_layer_weighted_sum_of_the_per_layer_terms(vgg16_weights, s
     criterion = PerceptualLoss("mean_std", "vgg16", style_layers=style_layers, vgg_weights=vgg16_weights)
     assert criterion.layer_weights == expected
     torch.manual_seed(0)
-    criterion.set_style(torch.rand(1, 3, 48, 40))
+    criterion.add_style(torch.rand(1, 3, 48, 40))
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     out = criterion(y, x)
     weighted = sum(w * out[f"style/{layer}"] for layer, w in expected.items())
@@ -29,7 +29,7 @@ def test_style_is_the_layer_weighted_sum_of_the_per_layer_terms(vgg16_weights, s
 def test_classic_content_is_the_feature_mse(vgg16_weights) -> None:
     criterion = PerceptualLoss("gram_mse", "vgg16", content_loss="mse", content_weight=1e5, style_weight=1e10,
                                tv_weight=0.0, style_layer_weights=[1.0] * 4, vgg_weights=vgg16_weights)
-    criterion.set_style(torch.rand(1, 3, 40, 40))
+    criterion.add_style(torch.rand(1, 3, 40, 40))
     x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     out = criterion(y, x)
     with torch.no_grad():

@@ -45,7 +45,8 @@ def test_fit_on_cuda(tmp_path, precision):
 def test_aoti_package_on_cuda_matches_the_eager_fp16_network(tmp_path, channels_last):
     """A CUDA fp16 package against the eager fp32 network. Bound: fp16 keeps 11 bits of mantissa,
     so it must be at least as close as the bf16 CPU package's bound (tests/test_compiled.py)."""
-    from fst.export import export_model, load_compiled
+    from fst.export import export_model
+    from fst.exported import load_compiled
     from nets import make_net, save_checkpoint
     from test_compiled import BF16_BOUND, inputs
 

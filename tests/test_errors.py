@@ -242,7 +242,7 @@ def test_min_image_side_is_the_real_minimum(vgg16_weights) -> None:
     side = min_image_side("vgg16", None, None)
     assert side == 8
     net, criterion = TransformerNet(8, 1), PerceptualLoss("gram", "vgg16", vgg_weights=vgg16_weights)
-    criterion.set_style(torch.rand(1, 3, side, side))
+    criterion.add_style(torch.rand(1, 3, side, side))
     x = torch.rand(1, 3, side, side)
     assert torch.isfinite(criterion(net(x), x)["total"])
     x = torch.rand(1, 3, side - 1, side - 1)

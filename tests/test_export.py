@@ -17,7 +17,8 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import DTYPES, FORMATS, SUFFIXES, adapted, export_model, load_exported, transformer_from_exported
+from fst.export import export_model
+from fst.exported import DTYPES, FORMATS, SUFFIXES, adapted, load_exported, transformer_from_exported
 from fst.transformer import TransformerNet
 from nets import export_all, make_net
 
@@ -89,7 +90,8 @@ def test_round_trip_matches_eager(fmt: str, artefacts: dict[str, Path], net: Tra
 def test_metadata(fmt: str, artefacts: dict[str, Path]) -> None:
     _, meta = load_exported(artefacts[fmt])
     assert meta["style_name"] == "starry_night" and meta["style_loss"] == "gram"
-    assert meta["global_step"] == 1234 and meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear", "output_gain": 1.0}
+    assert meta["global_step"] == 1234 and meta["styles"] == ["starry_night"]
+    assert meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear", "output_gain": 1.0, "n_styles": 1}
     assert meta["input_range"] == [0.0, 1.0] and meta["output_range"] == [0.0, 1.0]
     assert meta["fst_version"] and meta["torch_version"] == torch.__version__
 
@@ -212,12 +214,12 @@ def test_load_exported_refuses_checkpoints_and_damage(ckpt: Path, artefacts: dic
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_stylizer_reads_an_artefact_once_for_full_and_tiled_passes(fmt: str, artefacts: dict[str, Path],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from fst import export
+    from fst import exported
     from fst.stylize import Stylizer
 
     reads: list[str] = []
-    readers = {f: (lambda path, read=read, f=f: reads.append(f) or read(path)) for f, read in export.READERS.items()}
-    monkeypatch.setattr(export, "READERS", readers)
+    readers = {f: (lambda path, read=read, f=f: reads.append(f) or read(path)) for f, read in exported.READERS.items()}
+    monkeypatch.setattr(exported, "READERS", readers)
     stylizer = Stylizer(artefacts[fmt], "cpu")
     x = torch.rand(1, 3, 96, 130)
     full, tiled = stylizer(x), stylizer(x, tile=64, overlap=16)

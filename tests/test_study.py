@@ -16,7 +16,8 @@ from fst.checkpoint import load_checkpoint
 from fst.cli import main as cli
 from fst.color import srgb_to_lab
 from fst.metrics import SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, off_palette_percent, ssim
-from fst.study import LABEL, PAD, content_matched, gradient_norms
+from fst.study_calibration import content_matched, gradient_norms
+from fst.study_report import LABEL, PAD
 from fst.vgg import VGGFeatures
 
 CLASSIC = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
@@ -30,6 +31,21 @@ def test_ssim_of_an_image_with_itself_is_one_and_of_its_negative_is_below_zero()
     x = torch.rand(2, 3, 40, 40)
     assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-5)
     assert (ssim(x, 1 - x) < 0).all()  # noise against its negative: anticorrelated structure
+
+
+def test_ssim_is_torchmetrics_formula_on_the_windows_inside_the_image():
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    from fst.color import luminance
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 64, 80)
+    y = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    a, b = luminance(x.double()), luminance(y.double())
+    theirs = tm_ssim(a, b, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none")
+    padded = [torch.nn.functional.pad(t, (5, 5, 5, 5), mode="reflect").expand(-1, 3, -1, -1) for t in (a, b)]
+    assert torch.allclose(ssim(*padded).double(), theirs, atol=1e-6)  # same formula, same windows
+    assert 1e-4 < (ssim(x, y).double() - theirs).abs().max() < 0.01  # torchmetrics adds mirrored border windows
 
 
 def test_ssim_of_two_flat_greys_is_the_luminance_term():
@@ -201,7 +217,7 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, extra, 
 @pytest.mark.parametrize("path", sorted((CLASSIC.parent / "ablation").glob("*.yaml")) + [CLASSIC],
                          ids=lambda p: p.stem)
 def test_shipped_recipes_load_and_keep_the_budget_keys_out(path: Path) -> None:
-    from fst.study import SHARED_MODEL_KEYS, load_recipe
+    from fst.study_runs import SHARED_MODEL_KEYS, load_recipe
 
     recipe = load_recipe(path)
     assert recipe["style_loss"] and not set(recipe) & set(SHARED_MODEL_KEYS)

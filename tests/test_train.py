@@ -66,9 +66,9 @@ def test_fit_logs_scalars_images_and_writes_fst_checkpoints(tmp_path):
     assert ckpts == ["last.ckpt", "step0000002.ckpt", "step0000004.ckpt"]
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert ckpt["global_step"] == 4 and ckpt["fst"]["style_name"] == "the_scream"
-    assert ckpt["fst"]["style_loss"] == "gram" and ckpt["fst"]["net"] == {"channels": 8, "n_residual": 1, "output": "linear", "output_gain": 4.0}
+    assert ckpt["fst"]["style_loss"] == "gram" and ckpt["fst"]["net"] == {"channels": 8, "n_residual": 1, "output": "linear", "output_gain": 4.0, "n_styles": 1}
     assert not any(k.startswith("criterion.vgg.") for k in ckpt["state_dict"])  # VGG is not duplicated
-    assert any(k.startswith("criterion.targets.relu1_2__") for k in ckpt["state_dict"])
+    assert any(k.startswith("criterion.targets.0.relu1_2__") for k in ckpt["state_dict"])
     net, meta = transformer_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert net(torch.rand(1, 3, 20, 30)).shape == (1, 3, 20, 30)
 

@@ -9,7 +9,8 @@ import torch
 
 from fst.checkpoint import payload, transformer_from_checkpoint
 from fst.errors import FstError
-from fst.export import FORMATS, SUFFIXES, export_model, load_exported
+from fst.export import export_model
+from fst.exported import FORMATS, SUFFIXES, load_exported
 from fst.transformer import TransformerNet
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from fst.checkpoint import payload
 from fst.cli import main as cli
-from fst.export import load_exported
+from fst.exported import load_exported
 from crafted import member, one_line_error, rewrite_zip, stylize_refused
 from nets import export_all, make_net, save_checkpoint
 
@@ -341,7 +341,7 @@ def not_checkpoints(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "huge config": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 8, "n_residual": 10**9}}), tmp / "t"),
                         "too few for the 1000000000 residual blocks of its config"),
         "wrong shapes": (torch_bytes(changed(fst={**good["fst"], "net": {"channels": 16, "n_residual": 1}}), tmp / "t"),
-                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0}: "
+                         "transformer weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0, 'n_styles': 1}: "
                          "conv_in.1.weight has shape (8, 3, 9, 9), expected (16, 3, 9, 9)"),
         "int weights": (torch_bytes(changed(state_dict={k: v.long() for k, v in good["state_dict"].items()}), tmp / "t"),
                         "is a torch.int64, not a float tensor"),
@@ -363,7 +363,7 @@ def test_file_that_is_no_fst_checkpoint_is_one_line(case: str, tmp_path: Path, c
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0}"),
+    ({"net": {"channels": 16, "n_residual": 1}}, "weights do not match its config {'channels': 16, 'n_residual': 1, 'output': 'sigmoid', 'output_gain': 1.0, 'n_styles': 1}"),
     ({"dtype": "fp64"}, "fst metadata with dtype 'fp64'"),
     ({"dtype": "fp16"}, "weight conv_in.1.bias is not fp16, the dtype its metadata records"),
 ])

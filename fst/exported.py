@@ -1,0 +1,274 @@
+"""Reading `fst export` artefacts (the formats are described in `fst.export`, which writes them).
+
+Reading (`load_exported`, `open_exported`, `transformer_from_exported`): fst runs none of an artefact's code or
+graph, whoever wrote it. It reads the weights and ``fst.json`` as data (`fst.untrusted`: CRC-checked
+zips, pickles limited to tensors, no ONNX external data, code or graph calling anything fst's
+exporter never writes refused), checks them against the transformer config and the digest, and
+runs its own `TransformerNet` with them, in the exported dtype and memory format, behind the
+TorchScript calling convention: any float dtype in, the same dtype out. The export tests check
+that each runtime gives what that network gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fst import compiled, untrusted
+from fst.checkpoint import check_weights, net_config, transformer_from_state
+from fst.errors import FstError, first_line
+from fst.transformer import ConditionalInstanceNorm, TransformerNet
+
+FORMATS = ("torchscript", "export", "onnx")  # pure data: fst reads and runs them without trusting them
+COMPILED = ("aoti",)  # machine code: runs only with --trust-compiled (fst.compiled)
+SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx", "aoti": ".pt2"}
+BY_SUFFIX = {".pt": "torchscript", ".pt2": "export", ".onnx": "onnx"}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+META_FILE = "fst.json"
+
+
+Model = Callable[..., torch.Tensor]
+
+
+def adapted(fn: Callable[..., torch.Tensor], dtype: torch.dtype, channels_last: bool = False) -> Callable[..., torch.Tensor]:
+    """`InferenceNet`'s calling convention in Python, for the formats that take their own dtype;
+    style weights, for a network of several styles, pass through."""
+
+    def run(x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
+        y = x.to(dtype)
+        if channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        return fn(y, *w).to(x.dtype)
+
+    return run
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """'torchscript', 'export', 'onnx', 'checkpoint' (a torch.save file), or None if none of them.
+    Only names are looked at (a zip's member list, the suffix): nothing is loaded."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return None
+        if compiled.is_package(names):
+            return "aoti"
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if any(n.split("/")[-1] in ("serialized_exported_program.json", "archive_format") for n in names):
+            return "export"
+        if any(n.endswith("/data.pkl") for n in names):
+            return "checkpoint"
+        return None
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    return None
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
+    """(callable taking and returning (B, 3, H, W) float in [0, 1] on `device`, the fst metadata).
+
+    The callable is fst's own TransformerNet with the artefact's weights, in the artefact's dtype and
+    memory format, behind the calling convention every artefact has (any float dtype in, the same
+    dtype out): fst never runs an artefact's code or graph (`fst.untrusted`)."""
+    net, meta = open_exported(path, device)
+    return adapted(net, DTYPES[meta["dtype"]], meta["channels_last"]), meta
+
+
+def open_exported(path: str | Path, device: str | torch.device = "cpu",
+                  checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[TransformerNet, dict[str, Any]]:
+    """fst's TransformerNet with an artefact's weights on `device`, in the artefact's dtype and memory
+    format, and the metadata; `checked`: what `read_exported` already returned for `path`."""
+    state, meta = checked or read_exported(path)
+    net = transformer_from_state(meta["net"], state, str(path))
+    net = net.requires_grad_(False).to(torch.device(device), DTYPES[meta["dtype"]])  # inference only
+    if meta["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)
+    return net, meta
+
+
+def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
+    """An eager, fp32, eval-mode TransformerNet with an artefact's weights (tiling needs module hooks)."""
+    state, meta = read_exported(path)
+    return transformer_from_state(meta["net"], state, str(path)), meta
+
+
+def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The transformer's weights inside an artefact, keyed as in `TransformerNet.state_dict()`."""
+    return read_exported(path)[0]
+
+
+def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An artefact's weights and fst metadata, read as data (`fst.untrusted`) and checked: the
+    metadata's fields, the weights' names and shapes against its config, every weight in the
+    exported dtype, and the digest recorded at export."""
+    path = Path(path)
+    if not path.is_file():
+        raise FstError(f"{path}: model not found")
+    format = sniff_format(path)
+    if format not in READERS:
+        raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
+    state, meta = READERS[format](path)
+    return check_exported(path, state, meta)
+
+
+def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`read_exported`'s checks of weights and metadata read from `path`."""
+    check_weights(meta.get("net"), state, str(path))
+    wrong = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.dtype != DTYPES[meta["dtype"]])
+    if wrong:
+        raise FstError(f"{path}: weight {wrong[0]} is not {meta['dtype']}, the dtype its metadata records")
+    if "weights_sha256" in meta and weights_digest(state) != meta["weights_sha256"]:
+        raise FstError(f"{path}: damaged: its weights do not match the digest recorded at export (flipped bytes?)")
+    return state, meta
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over every weight's name, dtype, shape and values (in logical order, whatever the
+    memory format): recorded at export, checked on every read, in every format."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def optional(module: str) -> Any:
+    """Import an optional dependency (onnx, onnxruntime) or say how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FstError(f"this needs the {module} package: pip install 'fst[onnx]'") from None
+
+
+def _parse_meta(path: Path, text: str | bytes | None) -> dict[str, Any]:
+    try:
+        meta = json.loads(text) if text else None
+    except ValueError:
+        meta = None
+    return _check_meta(path, meta)
+
+
+def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
+    """`meta` if it is fst metadata with the fields every reader relies on."""
+    if not isinstance(meta, dict) or "fst_export" not in meta:
+        raise FstError(f"{path}: no fst metadata ({META_FILE}); was it written by `fst export`?")
+    if meta.get("dtype") not in DTYPES or not isinstance(meta.get("channels_last"), bool):
+        raise FstError(f"{path}: fst metadata with dtype {meta.get('dtype')!r} and channels_last "
+                       f"{meta.get('channels_last')!r}; expected one of {', '.join(DTYPES)} and true/false")
+    if not isinstance(meta.get("weights_sha256", ""), str):
+        raise FstError(f"{path}: fst metadata with a weights_sha256 that is not a string")
+    return meta
+
+
+def _read_torchscript(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta = untrusted.read_torchscript(path, META_FILE)
+    # InferenceNet holds the traced network as `net`
+    return {k.removeprefix("net."): v for k, v in tensors.items()}, _parse_meta(path, meta)
+
+
+def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state, meta = untrusted.read_pt2(path, META_FILE)
+    return state, _parse_meta(path, meta)
+
+
+def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    optional("onnx")
+    proto = untrusted.read_onnx(path)
+    meta = _parse_meta(path, {p.key: p.value for p in proto.metadata_props}.get(META_FILE))
+    return _onnx_state_dict(path, proto, meta["net"]), meta
+
+
+def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state, meta, compiled_for = compiled.read_package(path)  # the weights fst keeps beside the code
+    return state, {**_check_meta(path, meta), "compiled_for": compiled_for}
+
+
+READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
+    "torchscript": _read_torchscript,
+    "export": _read_export,
+    "onnx": _read_onnx,
+    "aoti": _read_aoti,
+}
+
+
+def load_compiled(path: str | Path, device: str | torch.device | None = None, *,
+                  trusted: bool) -> tuple[Model, dict[str, Any]]:
+    """`load_exported` for an AOTInductor package: its compiled code runs, and only if the caller
+    says it trusts the file (`fst.compiled.load_package`), after every check that can be made on its
+    data (`read_exported`, `fst.compiled.runs_here`). Device None: the one it was compiled for."""
+    run, meta, _ = open_compiled(path, device, trusted=trusted)
+    return run, meta
+
+
+def open_compiled(path: str | Path, device: str | torch.device | None = None, *, trusted: bool
+                  ) -> tuple[Model, dict[str, Any], tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+    """`load_compiled`, plus the package's checked weights and metadata (for `open_exported`): the
+    package is read once."""
+    path = Path(path)
+    if path.is_file() and sniff_format(path) not in COMPILED:
+        raise FstError(f"{path}: not an AOTInductor package (fst export --format aoti); --trust-compiled is for those only")
+    state, meta = read_exported(path)
+    compiled_for = meta["compiled_for"]
+    device = torch.device(compiled_for.get("AOTI_DEVICE_KEY", "cpu") if device is None else device)
+    compiled.runs_here(compiled_for, device, str(path))
+    compiled.check_torch(meta, str(path))
+    runner = compiled.load_package(path, trusted=trusted)
+    meta = {**meta, "device": device.type}
+
+    def run(x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
+        inputs = [t.to(device, torch.float32).contiguous() for t in (x, *w)]
+        return runner(*inputs).to(x.dtype)
+
+    return run, meta, (state, meta)
+
+
+def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
+    """Weights read off the graph's nodes, each kind in graph order, which is the module order of
+    TransformerNet: Conv (weight, bias), InstanceNormalization (scale, shift; one style) and the
+    MatMuls of each conditional norm's style weights with its gammas, then betas (several styles).
+    Initializer names are unreliable (the exporter merges equal ones)."""
+    onnx = optional("onnx")
+    graph = proto.graph
+    try:
+        tensors = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        for node in graph.node:  # equal weights become Identity aliases; folded ones Constant nodes
+            if node.op_type == "Identity" and node.input[0] in tensors:
+                tensors[node.output[0]] = tensors[node.input[0]]
+            elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+        found = {kind: [list(n.input[1:3]) for n in graph.node if n.op_type == kind] for kind in ("Conv", "InstanceNormalization")}
+        matmuls = [n.input[1] for n in graph.node if n.op_type == "MatMul" and n.input[1] in tensors]
+        found["MatMul"] = [matmuls[i:i + 2] for i in range(0, len(matmuls), 2)]
+        if 2 * net_config(config, str(path))["n_residual"] > len(found["Conv"]):  # each block: 2 convs
+            raise FstError(f"{path}: graph has {len(found['Conv'])} conv layers, too few for config {config}")
+        with torch.device("meta"):  # only the layer names: nothing to allocate for an unchecked config
+            modules = list(TransformerNet(**config).named_modules())
+        wanted = {"Conv": [n for n, m in modules if isinstance(m, nn.Conv2d)],
+                  "InstanceNormalization": [n for n, m in modules if isinstance(m, nn.InstanceNorm2d) and m.affine],
+                  "MatMul": [n for n, m in modules if isinstance(m, ConditionalInstanceNorm)]}
+        state = {}
+        for kind, names in wanted.items():
+            if names and len(found[kind]) != len(names):
+                raise FstError(f"{path}: graph has {len(found[kind])} {kind} layers, config {config} has {len(names)}")
+            for name, (weight, bias) in zip(names, found[kind] if names else []):
+                state[f"{name}.weight"] = torch.from_numpy(tensors[weight].copy())
+                state[f"{name}.bias"] = torch.from_numpy(tensors[bias].copy())
+    except FstError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed graph or config fails in many places
+        raise FstError(f"{path}: its ONNX graph does not hold the transformer's weights: {first_line(e)}") from None
+    return state
+
+

@@ -1,0 +1,124 @@
+"""The report files of `fst compare`: the image grids, the metrics table as CSV and Markdown, the
+machine line, report.md, and the calibration tables."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image, ImageDraw, ImageOps
+
+from fst.files import write_atomic
+from fst.metrics import OTHER_ARCH
+from fst.study_runs import Budget
+
+COLUMNS = ["style", "loss", "family", "weight", "style_weight",
+           "style_gram", "style_mean_std", "style_sliced_wasserstein",
+           "style_vs_photo", "content", "ssim", "detail_vs_photo", "detail_vs_painting",
+           "color_vs_painting", "off_palette_pct", "clipped_pct",
+           "train_ms_per_step", "loss_ms_per_step", "peak_mem_mb"]
+PAD, LABEL = 4, 26  # grid spacing and the height of a two-line column label, px
+GRID_ROWS = 8  # photos shown in a grid (all of them are scored)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    return TF.to_pil_image(x.detach().float().cpu().clamp(0, 1))
+
+
+def grid_size(n_photos: int, n_columns: int, tile: int) -> tuple[int, int]:
+    """(width, height) of a grid: painting band, label row, then one row per photo."""
+    return n_columns * (tile + PAD) + PAD, PAD + LABEL + tile + PAD + LABEL + n_photos * (tile + PAD)
+
+
+def grid(painting: Image.Image, title: str, photos: list[Image.Image], columns: list[tuple[str, list[Image.Image]]],
+         tile: int) -> Image.Image:
+    """Painting on top; then columns 'photo', then one per (label, outputs); one row per photo."""
+    w, h = grid_size(len(photos), len(columns) + 1, tile)
+    canvas = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(canvas)
+    band = ImageOps.contain(painting, (w - 2 * PAD, tile))
+    draw.text((PAD, PAD), title, fill="black")
+    canvas.paste(band, ((w - band.width) // 2, PAD + LABEL))
+    top = PAD + LABEL + tile + PAD
+    for j, (label, images) in enumerate([("photo", photos), *columns]):
+        x = PAD + j * (tile + PAD)
+        draw.multiline_text((x, top), label, fill="black", spacing=2)
+        for i, img in enumerate(images):
+            canvas.paste(ImageOps.fit(img, (tile, tile), Image.Resampling.LANCZOS), (x, top + LABEL + i * (tile + PAD)))
+    return canvas
+
+
+def jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows([{k: fmt(r.get(k)) for k in columns} for r in rows])
+    return buf.getvalue()
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" if c in ("style", "loss", "family") else "---:"
+                                                            for c in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def machine(device: str) -> str:
+    if device == "cuda":
+        hw = torch.cuda.get_device_name()
+    else:
+        hw = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU used"
+    return f"{hw}; torch {torch.__version__}; {datetime.date.today()}"
+
+
+def write_report(args: argparse.Namespace, budget: Budget, rows: list[dict], grids: dict[str, Image.Image],
+                 photos_at: list[Path], argv: list[str]) -> None:
+    """OUT/grid_*.jpg, metrics.csv, metrics.md and report.md, each written whole."""
+    out = args.out
+    for stem, img in grids.items():
+        write_atomic(out / f"grid_{stem}.jpg", jpeg(img))
+    write_atomic(out / "metrics.csv", csv_text(rows, COLUMNS))
+    write_atomic(out / "metrics.md", markdown_table(rows, COLUMNS))
+    text = [
+        "# Loss study", "",
+        f"Command: `fst compare {' '.join(argv)}`", "",
+        f"Machine: {machine(args.device)}", "",
+        f"Budget (every run): {json.dumps(asdict(budget))}; shards: {args.shards}", "",
+        f"Evaluation: {len(photos_at)} photos at {args.eval_size}² ({', '.join(p.stem for p in photos_at)}); "
+        f"network {OTHER_ARCH[budget.arch]} (training used {budget.arch}).", "",
+        markdown_table(rows, COLUMNS),
+        *[f"![{stem}](grid_{stem}.jpg)\n" for stem in grids],
+        "Exact configs: runs/*/config.yaml. Columns: see `fst/metrics.py` and docs/loss_study.md.",
+    ]
+    write_atomic(out / "report.md", "\n".join(text) + "\n")
+
+
+def publish_table(stem: Path, rows: list[dict], cols: list[str], note: str) -> int:
+    """Write STEM.csv and STEM.md (note + Markdown table) atomically and print them."""
+    table = markdown_table(rows, cols)
+    write_atomic(stem.with_suffix(".csv"), csv_text(rows, cols))
+    write_atomic(stem.with_suffix(".md"), note + "\n" + table)
+    print(note)
+    print(table)
+    return 0
