@@ -86,7 +86,8 @@ class StyleTransferModule(pl.LightningModule):
                 per batch, round robin over steps).
             base_checkpoint: add the style_images as new styles to this fst checkpoint's network: only the
                 new styles' scales and shifts train, every other weight stays as it is; the checkpoints
-                written hold every style. Its network's shape and style loss are used.
+                written hold every style. Its network's shape and style loss are used. The norms alone
+                learn best at ~10x the network's lr (2e-2 matched a full run: docs/multi_style.md).
             style_loss: ``inter`` / ``intra`` (that family's default) or a registered loss name (`fst losses`).
             style_size: long side the style image is resized to before its statistics are taken (0: as is).
             arch: loss network, ``vgg16`` or ``vgg19``.

@@ -104,6 +104,8 @@ class Stylizer:
     data once (`fst.exported.open_exported`; an artefact's code or graph never runs), except a trusted
     AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
     fst's network on the weights the package carries, read in the same pass over the file.
+    A model of several styles (`style_names`) runs the style weights in `style` ((N,), e.g.
+    `fst.transformer.style_weights(N, {k: 1.0})[0]` for style k alone).
     """
 
     def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,

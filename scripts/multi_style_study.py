@@ -36,7 +36,7 @@ from fst.files import write_atomic  # noqa: E402
 from fst.metrics import OTHER_ARCH, FeatureMetrics  # noqa: E402
 from fst.module import load_style  # noqa: E402
 from fst.study_eval import EVAL_CHUNK, photo_paths, score, style_vs_photo  # noqa: E402
-from fst.study_report import csv_text, grid, jpeg, machine, markdown_table, to_pil  # noqa: E402
+from fst.study_report import PAD, csv_text, grid, grid_size, jpeg, machine, markdown_table, to_pil  # noqa: E402
 from fst.study_runs import Budget, Run, checkpoint_of, is_done, run_config, train  # noqa: E402
 from fst.transformer import count_parameters, style_weights  # noqa: E402
 
@@ -86,7 +86,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fifth", default=FIFTH, help="the painting added to the trained network")
     p.add_argument("--loss", default="inter", help="style loss of every run")
     p.add_argument("--steps", type=int, default=100, help="steps per painting (the multi-style runs: N times this)")
-    p.add_argument("--add-steps", type=int, default=None, help="steps to add the fifth painting (default --steps)")
+    p.add_argument("--add-steps", type=int, nargs="+", default=None,
+                   help="steps to add the fifth painting (default --steps); several: one run each")
+    p.add_argument("--add-lr", type=float, nargs="+", default=None,
+                   help="learning rates to add it with (default the budget's); several: one run each")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--channels", type=int, default=16)
@@ -122,10 +125,14 @@ def main(argv: list[str]) -> int:
         ensure(run, config_text(run, multi_budget, args, model), args.retrain)
         multis[assignment] = run
     base = multis[args.assignments[0]]
-    add_budget = replace(budget, steps=args.add_steps or args.steps)
-    added = Run(fifth, args.loss, runs_dir / f"add_{resolve_style_path(fifth).stem}")
-    ensure(added, config_text(added, add_budget, args, {"drop": ("style_image",), "style_images": [fifth],
-                                                        "base_checkpoint": str(checkpoint_of(base))}), args.retrain)
+    fifth_name = resolve_style_path(fifth).stem
+    adds = []  # (run, steps, lr): only the new painting's norms train
+    for steps in args.add_steps or [args.steps]:
+        for lr in args.add_lr or [budget.lr]:
+            run = Run(fifth, args.loss, runs_dir / f"add_{fifth_name}_{steps}steps_lr{lr:g}")
+            model = {"drop": ("style_image",), "style_images": [fifth], "base_checkpoint": str(checkpoint_of(base))}
+            ensure(run, config_text(run, replace(budget, steps=steps, lr=lr), args, model), args.retrain)
+            adds.append((run, steps, lr))
     single_fifth = Run(fifth, args.loss, runs_dir / f"single_{resolve_style_path(fifth).stem}")
     ensure(single_fifth, config_text(single_fifth, budget, args, {}), args.retrain)
 
@@ -140,9 +147,9 @@ def main(argv: list[str]) -> int:
                   + [(f"{n} styles, {a} ({n * args.steps} steps)", run, {k: 1.0},
                       cost_columns(run, n * args.steps, args.batch)) for a, run in multis.items()]
                   if k < n else
-                  [(f"single ({args.steps} steps)", single_fifth, None, cost_columns(single_fifth, args.steps, args.batch)),
-                   (f"added to the {n}-style network ({add_budget.steps} steps)", added, {n: 1.0},
-                    cost_columns(added, add_budget.steps, args.batch))])
+                  [(f"single ({args.steps} steps)", single_fifth, None, cost_columns(single_fifth, args.steps, args.batch))]
+                  + [(f"added to the {n}-style network ({steps} steps, lr {lr:g})", run, {n: 1.0},
+                      cost_columns(run, steps, args.batch)) for run, steps, lr in adds])
         for label, run, mix, cost in models:
             y = outputs(run, photos, mix)
             row = {"painting": name, "model": label, **score(y, photos, painting, metrics, target), **cost}
@@ -152,9 +159,10 @@ def main(argv: list[str]) -> int:
                 columns.append((name, [to_pil(t) for t in y]))
     blend = {0: 0.5, 1: 0.5}
     columns.append((f"blend {names[0]}\n+ {names[1]}", [to_pil(t) for t in outputs(base, photos, blend)]))
-    band = Image.new("RGB", (n * args.tile, args.tile), "white")
+    width = grid_size(len(photos), len(columns) + 1, args.tile)[0] - 2 * PAD
+    band = Image.new("RGB", (width, args.tile), "white")  # each painting above its column
     for i, style in enumerate(styles):
-        band.paste(to_pil(load_style(resolve_style_path(style), args.tile)[0]), (i * args.tile, 0))
+        band.paste(to_pil(load_style(resolve_style_path(style), args.tile)[0]), ((i + 1) * (args.tile + PAD), 0))
     title = f"one network, {n} paintings ({base.name}); last column: an equal blend of the first two"
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "grid.jpg", jpeg(grid(band, title, [to_pil(t) for t in photos], columns, args.tile)))

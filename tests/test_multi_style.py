@@ -75,8 +75,9 @@ def test_style_weights_blend_linearly_in_the_norms_and_are_checked() -> None:
         net(x)
 
 
-def test_each_image_is_scored_against_its_own_painting() -> None:
-    criterion = PerceptualLoss("gram")
+@pytest.mark.parametrize("loss", ["inter", "intra"])  # either family
+def test_each_image_is_scored_against_its_own_painting(loss: str) -> None:
+    criterion = PerceptualLoss(loss)
     paintings = [torch.rand(1, 3, 40, 40) for _ in range(3)]
     for p in paintings:
         criterion.add_style(p)
@@ -84,7 +85,7 @@ def test_each_image_is_scored_against_its_own_painting() -> None:
     styles = torch.tensor([2, 0, 1, 2])
     per_image = criterion(y, x, styles)["style_per_image"]
     for i, k in enumerate(styles.tolist()):
-        alone = PerceptualLoss("gram")
+        alone = PerceptualLoss(loss)
         alone.add_style(paintings[k])
         assert torch.allclose(per_image[i], alone(y[i:i + 1], x[i:i + 1])["style"], rtol=1e-4)
 
@@ -239,6 +240,9 @@ def test_stylize_writes_every_style_by_default_and_picks_or_blends_on_request(st
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     expected = net(x, style_weights(3, {0: 0.5, 2: 0.5}))[0].detach().permute(1, 2, 0).numpy() * 255
     assert np.abs(read(tmp_path / "mix.png") - expected).max() <= 1.01  # 8-bit rounding
+    assert cli(["stylize", str(photo), "--model", str(styles_ckpt), "--out", str(tmp_path / "plain.png"),
+                "--max-size", "48", "--style", "udnie", "--strength", "0", "--quiet"]) == 0  # per-image options apply
+    assert np.abs(read(tmp_path / "plain.png") - x[0].permute(1, 2, 0).numpy() * 255).max() <= 1.01
 
 
 @pytest.mark.parametrize("flags, problem", [
