@@ -176,6 +176,10 @@ class StyleTransferModule(pl.LightningModule):
         self.criterion.targets.load_state_dict({k[len(fst_checkpoint.TARGETS):]: v for k, v in state.items()
                                                 if k.startswith(fst_checkpoint.TARGETS)})
         names = fst_checkpoint.style_names(meta, str(path))
+        layers = sorted({key.split(".", 1)[1].split("__")[0] for key, _ in self.criterion.targets.named_buffers()})
+        if layers != sorted(self.criterion.style_layers):
+            raise FstError(f"{path}: its style statistics are of layers {layers}; add styles to it with the same "
+                           f"arch and style_layers (these are {sorted(self.criterion.style_layers)})")
         if len(self.criterion.targets) != len(names):
             raise FstError(f"{path}: holds statistics of {len(self.criterion.targets)} styles for {len(names)} styles")
         self.n_frozen_styles = len(names)

@@ -205,6 +205,8 @@ def test_adding_a_style_trains_only_its_norm_rows_and_keeps_every_style(trained:
     assert changed > 0
     with pytest.raises(FstError, match="same loss"):
         StyleTransferModule(style_images=["sample:starry_night"], base_checkpoint=str(base_path), style_loss="mean_std")
+    with pytest.raises(FstError, match="same arch and style_layers"):
+        StyleTransferModule(style_images=["sample:starry_night"], base_checkpoint=str(base_path), arch="vgg19")
     with pytest.raises(FstError, match="adamw"):
         StyleTransferModule(style_images=["sample:starry_night"], base_checkpoint=str(base_path), optimizer="adamw")
 
