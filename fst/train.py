@@ -89,7 +89,16 @@ class FstCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             read_torch(Path(ckpt_path), str(ckpt_path), "checkpoint")
+        given = self.config[subcommand].model.as_dict() if subcommand else {}
         super()._parse_ckpt_path()
+        # Lightning rebuilds the model from the checkpoint's hyperparameters: say which settings of
+        # this command that overrides, rather than let a changed painting or lr pass silently.
+        kept = self.config[subcommand].model.as_dict() if subcommand else {}
+        ignored = [f"{k}={given[k]!r} (resuming with {kept[k]!r})" for k in sorted(given)
+                   if k in kept and given[k] != kept[k]]
+        if ignored:
+            fst_precision.say(f"fst: warning: resuming from {ckpt_path} rebuilds the model as it was saved; "
+                              f"ignored: {', '.join(ignored)}")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")

@@ -82,6 +82,19 @@ def test_keep_last_k(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_says_which_model_settings_the_checkpoint_overrides(tmp_path, capsys):
+    assert cli(run_args(tmp_path, "--trainer.max_steps", "2")) == 0
+    resume = ["--trainer.max_steps", "4", "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]
+    capsys.readouterr()
+    assert cli(run_args(tmp_path, "--model.lr", "0.02", *resume)) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "rebuilds the model" in line]
+    assert len(warning) == 1 and "ignored: lr=0.02 (resuming with 0.001)" in warning[0]
+    assert load_checkpoint(tmp_path / "ckpt" / "last.ckpt")["hyper_parameters"]["lr"] == 0.001
+    assert cli(run_args(tmp_path, "--trainer.max_steps", "6", "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt"))) == 0
+    assert "rebuilds the model" not in capsys.readouterr().err  # nothing changed: nothing said
+
+
+@pytest.mark.slow
 def test_sigkill_then_resume_continues(tmp_path, tmp_path_factory):
     other_style = tmp_path_factory.mktemp("style") / "painting.jpg"  # resuming must not need it
     other_style.write_bytes((ROOT / "fst/assets/styles/udnie.jpg").read_bytes())
