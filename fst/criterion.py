@@ -101,7 +101,8 @@ class PerceptualLoss(nn.Module):
 
     def style_terms(self, feats: dict[str, torch.Tensor], styles: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per layer, each image's style loss (B,) against its own style's statistics (styles: (B,)
-        style indices; None: every image is style 0)."""
+        style indices, on the CPU so that grouping by them needs no device sync; None: every image
+        is style 0)."""
         if self.targets.is_empty():
             raise FstError("style targets are not set: call add_style() or load a checkpoint")
         if styles is None:
@@ -111,7 +112,7 @@ class PerceptualLoss(nn.Module):
             f = flat(feats[layer])
             per_image = f.new_zeros(f.shape[0], dtype=torch.float32)
             for k in styles.unique().tolist():  # one loss call per style present in the batch
-                rows = (styles == k).nonzero().squeeze(1)
+                rows = (styles == k).nonzero().squeeze(1).to(f.device)
                 per_image = per_image.index_put((rows,), self.loss(f[rows], self.targets.stats(k, layer)).float())
             out[layer] = per_image
         return out

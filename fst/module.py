@@ -168,7 +168,7 @@ class StyleTransferModule(pl.LightningModule):
         criterion's first targets."""
         ckpt = fst_checkpoint.load_checkpoint(path)
         net, meta = fst_checkpoint.transformer_from_checkpoint(ckpt)
-        if meta.get("style_loss") != self.criterion.loss.name:
+        if meta.get("style_loss") != self.style_loss.name:
             raise FstError(f"{path}: trained with style loss {meta.get('style_loss')!r}; add styles to it with the "
                            f"same loss (--model.style_loss {meta.get('style_loss')})")
         state = fst_checkpoint.upgrade_state(ckpt["state_dict"])
@@ -252,13 +252,14 @@ class StyleTransferModule(pl.LightningModule):
         return self._forward(x, w)
 
     def styles_for(self, batch_size: int, step: int) -> torch.Tensor | None:
-        """Each image's style index for a training step (None: the single style)."""
+        """Each image's style index for a training step (None: the single style). On the CPU: grouping
+        the batch by style and logging per style then need no device sync."""
         if self.n_styles == 1:
             return None
         first, n = self.n_frozen_styles, self.n_styles - self.n_frozen_styles  # adding styles: only new ones train
         if self.hparams.style_assignment == "batch":
-            return torch.full((batch_size,), first + step % n, device=self.device)
-        return first + (step * batch_size + torch.arange(batch_size, device=self.device)) % n
+            return torch.full((batch_size,), first + step % n)
+        return first + (step * batch_size + torch.arange(batch_size)) % n
 
     def stylize_and_score(self, x: torch.Tensor, styles: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -266,7 +267,7 @@ class StyleTransferModule(pl.LightningModule):
         each image's style index (None: the single style)."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        w = None if styles is None else torch.nn.functional.one_hot(styles, self.n_styles).float()
+        w = None if styles is None else torch.nn.functional.one_hot(styles, self.n_styles).float().to(x.device)
         y = self(x, w)
         return y, self.criterion(y, x, styles)
 
@@ -301,9 +302,10 @@ class StyleTransferModule(pl.LightningModule):
     def _log_per_style(self, per_image: torch.Tensor, styles: torch.Tensor | None, tag: str, bs: int) -> None:
         """Each style's mean style loss over its images of the batch, as `tag`/NAME."""
         for k in range(self.n_styles) if styles is not None else []:
-            mask = styles == k
+            mask = styles == k  # on the CPU (styles_for)
             if mask.any():
-                self.log(f"{tag}/{self.style_names[k]}", per_image[mask].mean(), batch_size=int(mask.sum()))
+                self.log(f"{tag}/{self.style_names[k]}", per_image[mask.to(per_image.device)].mean(),
+                         batch_size=int(mask.sum()))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         # Every preview photo in every style: one row of the preview grid per style.
@@ -311,7 +313,7 @@ class StyleTransferModule(pl.LightningModule):
         bs = x.shape[0]
         outputs, sums = [], {}
         for k in range(self.n_styles):
-            styles = None if self.n_styles == 1 else torch.full((bs,), k, device=x.device)
+            styles = None if self.n_styles == 1 else torch.full((bs,), k)
             y, terms = self.stylize_and_score(x, styles)
             self._log_per_style(terms.pop("style_per_image"), styles, "val/style_of", bs)
             outputs.append(y.detach().float().cpu())

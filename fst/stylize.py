@@ -325,10 +325,28 @@ def save_image(img: Image.Image, path: Path, alpha: Image.Image | None = None) -
         img.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
 
 
-def stylize_file(stylizer: Stylizer, src: Path, dst: Path, opts: Options = Options()) -> None:
+class PartlyWritten(FstError):
+    """Writing one of a file's outputs failed after `written` of them were written."""
+
+    def __init__(self, written: int, problem: str):
+        super().__init__(problem)
+        self.written = written
+
+
+Output = tuple[torch.Tensor | None, Path]  # (style weights, ignored by a one-style model; where to)
+
+
+def stylize_file(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Options = Options()) -> int:
+    """Read `src` once and write each output (one per style chosen); how many were written."""
     raw = open_image(src)
-    out = stylize_image(stylizer, to_rgb(raw, str(src)), opts)
-    save_image(out, dst, alpha_channel(raw))
+    img, alpha = to_rgb(raw, str(src)), alpha_channel(raw)
+    for written, (weights, dst) in enumerate(outputs):
+        stylizer.style = weights
+        try:
+            save_image(stylize_image(stylizer, img, opts), dst, alpha)
+        except OSError as e:
+            raise PartlyWritten(written, f"cannot write {dst}: {e.strerror or e}") from None
+    return len(outputs)
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -459,20 +477,23 @@ def parse_mix(text: str, names: list[str]) -> dict[int, float]:
     return mix
 
 
-def stylize_files(stylizer: Stylizer, files: list[Path], targets: list[Path], opts: Options, progress: bool = True) -> list[str]:
-    """Stylise each file to its target; the one-line problems of those that failed."""
+def stylize_files(stylizer: Stylizer, files: list[Path], outputs: list[list[Output]], opts: Options,
+                   progress: bool = True) -> tuple[int, list[str]]:
+    """Stylise each file to its outputs: (how many outputs were written, the one-line problems of
+    the files that failed)."""
     failed: list[str] = []
-    for src, dst in tqdm(list(zip(files, targets)), desc="stylize", unit="img", disable=not progress or None, file=sys.stderr):
+    written = 0
+    for src, outs in tqdm(list(zip(files, outputs)), desc="stylize", unit="img", disable=not progress or None, file=sys.stderr):
         try:
-            stylize_file(stylizer, src, dst, opts)
+            written += stylize_file(stylizer, src, outs, opts)
+            continue
+        except PartlyWritten as e:
+            written += e.written
+            failed.append(f"{src}: {e}")
         except FstError as e:  # images.ImageError names the file already
             failed.append(str(e) if str(src) in str(e) else f"{src}: {e}")
-        except OSError as e:
-            failed.append(f"{src}: cannot write {dst}: {e.strerror or e}")
-        else:
-            continue
         tqdm.write(f"fst stylize: skipped {failed[-1]}", file=sys.stderr)
-    return failed
+    return written, failed
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -530,15 +551,14 @@ def main(argv: list[str]) -> int:
         print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
     for line in problems:
         print(f"fst stylize: skipped {line}", file=sys.stderr)
-    failed = list(problems)
-    for (label, weights), style_targets in zip(choices, per_style):
-        stylizer.style = weights
-        failed += stylize_files(stylizer, files, style_targets, opts, progress=not args.quiet)
-    done = len(files) * len(choices) - (len(failed) - len(problems))
-    outputs = [t for ts in per_style for t in ts]
-    where = outputs[0] if len(outputs) == 1 else args.out if args.out.is_dir() else args.out.parent
+    # Per file, every chosen style: each image is read and decoded once.
+    outputs = [[(weights, targets_of[i]) for (_, weights), targets_of in zip(choices, per_style)] for i in range(len(files))]
+    done, failed = stylize_files(stylizer, files, outputs, opts, progress=not args.quiet)
+    failed = problems + failed
+    expected = len(files) * len(choices) + len(problems)
+    where = per_style[0][0] if len(files) * len(choices) == 1 else args.out if args.out.is_dir() else args.out.parent
     if failed:
-        print(f"fst stylize: {done} of {done + len(failed)} written to {where}; {len(failed)} failed", file=sys.stderr)
+        print(f"fst stylize: {done} of {expected} written to {where}; {len(failed)} failed", file=sys.stderr)
         return 1
     print(f"stylized {done} image{'s' * (done != 1)} -> {where}")
     return 0

@@ -64,8 +64,7 @@ def ensure(run: Run, text: str, retrain: bool) -> None:
 def outputs(run: Run, photos: torch.Tensor, mix: dict[int, float] | None) -> torch.Tensor:
     """The run's network on the photos: its single style, or the style weights `mix` of several."""
     net = transformer_from_checkpoint(checkpoint_of(run))[0]
-    w = None if mix is None else style_weights(net.n_styles, mix)
-    return torch.cat([net(c, None if w is None else w.expand(c.shape[0], -1)).clamp(0, 1)
+    return torch.cat([net(c, None if mix is None else style_weights(net.n_styles, mix, c.shape[0])).clamp(0, 1)
                       for c in photos.split(EVAL_CHUNK)])
 
 
