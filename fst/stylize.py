@@ -40,7 +40,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from fst import compiled
+from fst import compiled, host_memory
 from fst import precision as fst_precision
 from fst import tiling
 from fst.arguments import ArgumentParser
@@ -141,6 +141,8 @@ class Stylizer:
                 raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
             self._eager = net.to(self.device, DTYPES[self.dtype])
             self._full = self._eager
+        if self.device.type == "cpu":
+            host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
         self.style_names = style_names(self.meta, str(self.source))
         self.n_styles = len(self.style_names)
         self.style: torch.Tensor | None = None  # (n_styles,) weights of the style (or blend) in use

@@ -21,8 +21,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from fst import host_memory, run_lock, signals
 from fst import precision as fst_precision
-from fst import run_lock, signals
 from fst.checkpoint_io import with_atomic_checkpoints
 from fst.data import ShardDataModule
 from fst.errors import FstError
@@ -43,6 +43,8 @@ class Trainer(pl.Trainer):
 
     def __init__(self, *, precision: str | int | None = fst_precision.AUTO, **kwargs: Any) -> None:
         precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
+        if fst_precision.device_type(kwargs.get("accelerator", "auto")) == "cpu":
+            host_memory.keep_freed_memory()  # a CPU step otherwise pays page faults for every activation
         # Checkpoints are written whole or not at all, and a stop signal saves the run first.
         kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
         callbacks = kwargs.get("callbacks") or []

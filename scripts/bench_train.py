@@ -6,7 +6,16 @@ channels_last, torch.compile, and combinations; on CUDA also fp16 autocast.
 The first variant is the classic step, the baseline every other is divided by: Johnson et al. as
 the common PyTorch example trains it (fp32, NCHW, eager; Gram MSE on relu1_2..relu4_3, content MSE
 at relu2_2; the photo's VGG pass runs to relu4_3 like the output's, though only relu2_2 is used).
-fst's own steps stop the photo's pass at the content layer.
+fst's own steps stop the photo's pass at the content layer and, on a CPU, run the transformer's
+output conv in channels_last (fst.transformer); "fp32 eager, NCHW throughout" leaves that out.
+
+On a CPU the classic step runs first, with glibc's malloc as it comes; every later variant runs with
+freed memory kept for reuse (fst.host_memory), as `fst fit` and `fst stylize` run on a CPU. The
+variant "classic step, freed memory kept" separates that gain from the rest.
+``FST_MALLOC=default`` keeps glibc's malloc as it comes for all variants.
+
+An AVX2-only CPU can be imitated on one with AVX-512 by limiting oneDNN, ATen and Inductor's code:
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TORCHINDUCTOR_CPP_MARCH=x86-64-v3 FST_CPU_BF16=0
 
 All variants run in one process, on the same photos, one after the other, so they compare fairly.
 
@@ -31,14 +40,20 @@ import torchvision.transforms.functional as TF
 from fst.assets import sample_photos_dir
 from fst.criterion import flat
 from fst.errors import first_line
+from fst.host_memory import keep_freed_memory
 from fst.images import open_rgb
 from fst.module import StyleTransferModule
 from fst.study_runs import load_recipe
 
 CLASSIC = "classic step (fp32 eager)"
+CLASSIC_KEPT = "classic step, freed memory kept"
+CLASSICS = (CLASSIC, CLASSIC_KEPT)
+ALL_NCHW = "fp32 eager, NCHW throughout"  # fst's step without its channels_last output conv
 CLASSIC_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
 VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
     CLASSIC: (None, False, False),
+    CLASSIC_KEPT: (None, False, False),
+    ALL_NCHW: (None, False, False),
     "fp32 eager": (None, False, False),
     "bf16 autocast": (torch.bfloat16, False, False),
     "channels_last": (None, True, False),
@@ -73,9 +88,13 @@ def classic_total(module: StyleTransferModule, x: torch.Tensor) -> torch.Tensor:
 
 
 def make_module(name: str, channels_last: bool, compile_: bool) -> StyleTransferModule:
-    if name == CLASSIC:  # configs/classic.yaml's model section, as `fst compare --baselines` reads it
-        return StyleTransferModule(style_size=256, **load_recipe(CLASSIC_CONFIG))
-    return StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
+    if name in CLASSICS:  # configs/classic.yaml's model section, as `fst compare --baselines` reads it
+        module = StyleTransferModule(style_size=256, **load_recipe(CLASSIC_CONFIG))
+    else:
+        module = StyleTransferModule(style_loss="gram", style_size=256, channels_last=channels_last, compile=compile_)
+    # The classic recipe runs every layer NCHW; fst runs its output conv in channels_last on the CPU.
+    module.transformer.cpu_channels_last_out = name not in (*CLASSICS, ALL_NCHW)
+    return module
 
 
 def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) -> float:
@@ -91,7 +110,7 @@ def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) ->
 
     def step() -> None:
         with amp:
-            total = classic_total(module, x) if name == CLASSIC else module.stylize_and_score(x)[1]["total"]
+            total = classic_total(module, x) if name in CLASSICS else module.stylize_and_score(x)[1]["total"]
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(total).backward()
@@ -131,7 +150,10 @@ def main() -> None:
         variants = {k: v for k, v in variants.items() if k in args.only}
     x = photos(args.batch, args.size, args.device)
     results = {}
+    kept = None
     for name, spec in variants.items():
+        if args.device == "cpu" and name != CLASSIC:  # the classic step runs as its recipe runs it
+            kept = keep_freed_memory()
         try:
             results[name] = measure(name, spec, x, args.steps, args.warmup)
         except Exception as e:  # noqa: BLE001 - a variant that cannot run here is reported, not fatal
@@ -140,7 +162,8 @@ def main() -> None:
         print(f"{name}: {results[name] or float('nan'):.2f} img/s", flush=True)
     base = results.get(CLASSIC)
     print(f"\nTraining step, {args.size}², batch {args.batch}, gram loss, VGG16 relu1_2..relu4_3; "
-          f"{machine(args.device)}; {datetime.date.today()}; {args.steps} timed steps after {args.warmup} warm-up\n")
+          f"{machine(args.device)}; {datetime.date.today()}; {args.steps} timed steps after {args.warmup} warm-up; "
+          f"after the classic step: {kept or 'malloc as it comes'}\n")
     print("| variant | images/s | × classic step |\n|---|---:|---:|")
     for name, ips in results.items():
         rel = f"{ips / base:.2f}" if ips and base else "–"

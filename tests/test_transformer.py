@@ -129,3 +129,26 @@ def test_a_checkpoint_written_before_the_layout_change_still_runs_the_same(tmp_p
     model, _ = load_exported(export_model(ckpt, tmp_path / "old.pt", "torchscript"))
     with torch.no_grad():
         assert (model(recorded["x"]) - recorded["y"]).abs().max() < 1e-5
+
+
+def test_channels_last_output_conv_on_the_cpu_changes_no_value_and_returns_nchw() -> None:
+    """The CPU runs conv_out in channels_last for speed: same output and gradients as NCHW
+    throughout, and the result NCHW again so the VGG after it stays NCHW."""
+    torch.manual_seed(0)
+    net, x = TransformerNet(8, 1), torch.rand(2, 3, 37, 30)
+    seen: list[bool] = []  # whether conv_out's conv got a channels_last input
+    net.conv_out[1].register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    results = {}
+    for channels_last_out in (True, False):
+        net.cpu_channels_last_out = channels_last_out
+        net.zero_grad()
+        y = net(x)
+        y.square().mean().backward()
+        results[channels_last_out] = (y.detach(), {n: p.grad.clone() for n, p in net.named_parameters()})
+        assert y.is_contiguous()
+    assert seen == [True, False]
+    (y_cl, g_cl), (y_nchw, g_nchw) = results[True], results[False]
+    torch.testing.assert_close(y_cl, y_nchw, rtol=1e-5, atol=1e-5)
+    for name in g_nchw:
+        torch.testing.assert_close(g_cl[name], g_nchw[name], rtol=1e-4, atol=1e-6)
