@@ -14,7 +14,8 @@ Variants (each at 512x512, 1280x720, 1920x1080, batch 1 or --batch):
         with --compile also torch.compile (inductor, default mode) of fp16 channels-last; with
         --aoti the AOTI packages fp16 and fp16 channels-last.
 AOTI packages take float32 and cast inside (their calling convention), so their input is float32.
-CPU times are wall-clock medians; CUDA times are CUDA-event medians after warm-up, with
+CPU variants run with freed memory kept for reuse, as `fst stylize` runs there (fst.host_memory;
+FST_MALLOC=default keeps glibc's malloc as it comes). CPU times are wall-clock medians; CUDA times are CUDA-event medians after warm-up, with
 cudnn.benchmark on (fixed shapes, as a batch job or a video would have). A variant that fails is
 reported as an error in its cells, so one failure does not lose the rest of the run.
 Prints a Markdown table (machine, torch version, date); --json writes every number.
@@ -42,6 +43,7 @@ from fst.compiled import load_package, write_aoti  # noqa: E402
 from fst.errors import first_line  # noqa: E402
 from fst.export import write_torchscript  # noqa: E402
 from fst.exported import load_compiled  # noqa: E402
+from fst.host_memory import keep_freed_memory  # noqa: E402
 from fst.transformer import TransformerNet  # noqa: E402
 
 SIZES = ((512, 512), (1280, 720), (1920, 1080))  # (W, H)
@@ -275,6 +277,8 @@ def main() -> int:
     batches = tuple(int(b) for b in args.batch.split(","))
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else ["cpu" if args.device == "auto" else args.device]
     torch.backends.cudnn.benchmark = True
+    if "cpu" in devices:
+        keep_freed_memory()  # as `fst stylize` runs on a CPU
     results: list[dict] = []
     for device in devices:
         results += bench(device, args.quick, args.compile, args.aoti, batches, args.only, args.package)

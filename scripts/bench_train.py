@@ -62,6 +62,7 @@ VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
     "bf16 + channels_last": (torch.bfloat16, True, False),
     "bf16 + channels_last + compile": (torch.bfloat16, True, True),
 }
+CPU_ONLY = (CLASSIC_KEPT, ALL_NCHW)  # the settings they leave out apply to the CPU only
 CUDA_ONLY = {"fp16 autocast + channels_last": (torch.float16, True, False),
              "fp16 + channels_last + compile": (torch.float16, True, True)}
 
@@ -146,6 +147,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
     variants = {**VARIANTS, **(CUDA_ONLY if args.device == "cuda" else {})}
+    if args.device == "cuda":
+        variants = {k: v for k, v in variants.items() if k not in CPU_ONLY}
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only}
     x = photos(args.batch, args.size, args.device)
