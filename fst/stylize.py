@@ -236,13 +236,14 @@ class Stylizer:
             torch.cuda.empty_cache()
 
 
-# Measured on a 2-core Zen 4 (docs/benchmarks.md, inference table): compiling takes 30-40 s per image
-# size (a second size recompiles once with dynamic shapes) and saves, per megapixel stylised, 1.6 s
-# in fp32 and 0.9 s in bf16. On CUDA the saving is ~7 ms per megapixel (H100 fp16), thousands of
+# Measured on a 2-core Zen 4 (docs/benchmarks.md, inference tables): compiling takes 30-40 s per image
+# size (a second size recompiles once with dynamic shapes) and saves, per megapixel stylised, 0.3 s
+# in fp32 and 0.12 s in bf16 (1080p 4.3 -> 3.7 s and 2.2 -> 2.0 s; before the channels_last output
+# conv made eager faster, 1.6 and 0.9 s). On CUDA the saving is ~7 ms per megapixel (H100 fp16), thousands of
 # frames before a compile pays, so auto leaves CUDA to an explicit --compile.
 COMPILE_CHOICES = ("auto", "yes", "no")
 COMPILE_SECONDS = {"one size": 40.0, "several sizes": 80.0}
-COMPILE_SAVING_S_PER_MPX = {"fp32": 1.6, "bf16": 0.9}
+COMPILE_SAVING_S_PER_MPX = {"fp32": 0.3, "bf16": 0.12}
 
 
 def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Options) -> tuple[bool, str]:
