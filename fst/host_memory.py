@@ -5,8 +5,8 @@ glibc's malloc serves every block above its mmap threshold (128 KiB, rising with
 frees hundreds of activations of 4-70 MB, so every step maps new pages and the kernel zeroes each one
 on first touch. In scripts/bench_train.py (fp32, 2-core Zen 4, oneDNN limited to AVX2) a run took
 9.3 million page faults; with mmap off and trimming only above 2 GiB it took 0.7 million, and the
-same steps ran 1.24x (classic step) to 1.36x (fst's step) faster (docs/benchmarks.md). The cost: a
-higher peak resident size (2.6 -> 3.2 GB there) that stays with the process until it ends.
+classic step alone ran 1.28x faster (docs/benchmarks.md). The cost: a higher peak resident size
+(2.6 -> 3.2 GB there), which stays with the process until it ends but does not grow with steps.
 
 glibc only (Linux): elsewhere nothing changes. ``FST_MALLOC=default`` keeps glibc's own settings.
 """

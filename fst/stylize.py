@@ -238,9 +238,9 @@ class Stylizer:
 
 # Measured on a 2-core Zen 4 (docs/benchmarks.md, inference tables): compiling takes 30-40 s per image
 # size (a second size recompiles once with dynamic shapes) and saves, per megapixel stylised, 0.3 s
-# in fp32 and 0.12 s in bf16 (1080p 4.3 -> 3.7 s and 2.2 -> 2.0 s; before the channels_last output
-# conv made eager faster, 1.6 and 0.9 s). On CUDA the saving is ~7 ms per megapixel (H100 fp16), thousands of
-# frames before a compile pays, so auto leaves CUDA to an explicit --compile.
+# in fp32 and 0.12 s in bf16 (1080p 4.3 -> 3.7 s and 2.2 -> 2.0 s; 1.6 and 0.9 s before the
+# channels_last output conv made eager faster). On CUDA the saving is ~7 ms per megapixel (H100
+# fp16), thousands of frames before a compile pays, so auto leaves CUDA to an explicit --compile.
 COMPILE_CHOICES = ("auto", "yes", "no")
 COMPILE_SECONDS = {"one size": 40.0, "several sizes": 80.0}
 COMPILE_SAVING_S_PER_MPX = {"fp32": 0.3, "bf16": 0.12}

@@ -15,8 +15,8 @@ Variants (each at 512x512, 1280x720, 1920x1080, batch 1 or --batch):
         --aoti the AOTI packages fp16 and fp16 channels-last.
 AOTI packages take float32 and cast inside (their calling convention), so their input is float32.
 CPU variants run with freed memory kept for reuse, as `fst stylize` runs there (fst.host_memory;
-FST_MALLOC=default keeps glibc's malloc as it comes). CPU times are wall-clock medians; CUDA times are CUDA-event medians after warm-up, with
-cudnn.benchmark on (fixed shapes, as a batch job or a video would have). A variant that fails is
+FST_MALLOC=default keeps glibc's malloc as it comes). CPU times are wall-clock medians; CUDA times
+are CUDA-event medians after warm-up, with cudnn.benchmark on (fixed shapes, as a batch job or a video would have). A variant that fails is
 reported as an error in its cells, so one failure does not lose the rest of the run.
 Prints a Markdown table (machine, torch version, date); --json writes every number.
 """

@@ -30,6 +30,17 @@ def test_classic_step_computes_the_classic_recipes_objective() -> None:
     assert torch.allclose(classic, terms["total"], rtol=1e-5)
 
 
+def test_only_fst_variants_run_the_output_conv_in_channels_last() -> None:
+    """The classic step keeps every layer NCHW, as its recipe runs; so does the variant that
+    separates that gain."""
+    def channels_last_out(name: str) -> bool:
+        return bench_train.make_module(name, channels_last=False, compile_=False).transformer.cpu_channels_last_out
+
+    assert not channels_last_out(bench_train.CLASSIC) and not channels_last_out(bench_train.CLASSIC_KEPT)
+    assert not channels_last_out(bench_train.ALL_NCHW)
+    assert channels_last_out("fp32 eager")
+
+
 def test_bench_train_runs_and_reports_against_the_classic_step(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(SCRIPTS / "bench_train.py"), "--device", "cpu", "--size", "32", "--batch", "1",
                           "--steps", "1", "--warmup", "0", "--only", bench_train.CLASSIC, "fp32 eager"],
