@@ -107,12 +107,14 @@ class PerceptualLoss(nn.Module):
             raise FstError("style targets are not set: call add_style() or load a checkpoint")
         if styles is None:
             return {layer: self.loss(flat(feats[layer]), self.targets.stats(0, layer)) for layer in self.style_layers}
+        device = feats[self.style_layers[0]].device
+        # One loss call per style present in the batch, on that style's rows (found once, not per layer).
+        groups = [(k, (styles == k).nonzero().squeeze(1).to(device)) for k in styles.unique().tolist()]
         out = {}
         for layer in self.style_layers:
             f = flat(feats[layer])
             per_image = f.new_zeros(f.shape[0], dtype=torch.float32)
-            for k in styles.unique().tolist():  # one loss call per style present in the batch
-                rows = (styles == k).nonzero().squeeze(1).to(f.device)
+            for k, rows in groups:
                 per_image = per_image.index_put((rows,), self.loss(f[rows], self.targets.stats(k, layer)).float())
             out[layer] = per_image
         return out

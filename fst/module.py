@@ -311,17 +311,20 @@ class StyleTransferModule(pl.LightningModule):
         # Every preview photo in every style: one row of the preview grid per style.
         x = batch["image"]
         bs = x.shape[0]
+        # Copied to the host only while the preview grid still needs images.
+        preview = sum(p[0].shape[0] for p in self._previews) < self.hparams.preview_images
         outputs, sums = [], {}
         for k in range(self.n_styles):
             styles = None if self.n_styles == 1 else torch.full((bs,), k)
             y, terms = self.stylize_and_score(x, styles)
             self._log_per_style(terms.pop("style_per_image"), styles, "val/style_of", bs)
-            outputs.append(y.detach().float().cpu())
+            if preview:
+                outputs.append(y.detach().float().cpu())
             for key, v in terms.items():
                 if "/" not in key:
                     sums[key] = sums.get(key, 0.0) + v / self.n_styles
         self.log_dict({f"val/{k}": v for k, v in sums.items()}, batch_size=bs)
-        if sum(p[0].shape[0] for p in self._previews) < self.hparams.preview_images:
+        if preview:
             self._previews.append([x.detach().float().cpu(), *outputs])
 
     def on_validation_epoch_end(self) -> None:

@@ -44,14 +44,13 @@ from fst import compiled, host_memory
 from fst import precision as fst_precision
 from fst import tiling
 from fst.arguments import ArgumentParser
-from fst.checkpoint import transformer_from_checkpoint
+from fst.checkpoint import style_names, transformer_from_checkpoint
 from fst.color import luminance
 from fst.errors import FstError, first_line
 from fst.exported import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
 from fst.files import atomic_path
 from fst.images import alpha_channel, image_paths, not_regular, open_image, to_rgb
 from fst.output_dir import writable_dir
-from fst.checkpoint import style_names
 from fst.transformer import FixedStyle, TransformerNet, style_weights
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to

@@ -190,9 +190,9 @@ def _channels_last_conv(layer: ConvLayer, x: torch.Tensor) -> torch.Tensor:
     """`layer` (pad + conv) on NCHW `x`, the conv in channels_last, the result NCHW again.
 
     oneDNN's NCHW kernels serve a conv with few output channels badly: for conv_out (32 -> 3, 9x9,
-    256², batch 4, fp32, 2-core Zen 4) forward took 126 ms against 58 in channels_last and forward +
-    backward 617 against 184 with oneDNN limited to AVX2 (354 against 222 with AVX-512; bf16 177
-    against 118). Every other layer of the step is as fast or faster in NCHW, so only this one
+    256², batch 4, fp32, 2-core Zen 4, AVX2-only emulation) forward took 137 ms against 59 in
+    channels_last and forward + backward 871 against 200 (354 against 222 with AVX-512; bf16 177
+    against 118; docs/benchmarks.md). Every other layer of the step is as fast or faster in NCHW, so only this one
     changes format; the 3-channel result goes back to NCHW so the VGG's convs stay NCHW.
     """
     pad, conv = layer
