@@ -9,19 +9,19 @@ from __future__ import annotations
 import importlib
 import sys
 
-from fst.errors import FstError
-from fst.signals import Interrupted, handled
+from fst.core.errors import FstError
+from fst.core.signals import Interrupted, handled
 
 # name -> (module:function, one-line help). Each function takes argv (without the subcommand).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "weights": ("fst.weights:main", "fetch or inspect the frozen VGG loss-network weights"),
-    "losses": ("fst.losses:main", "list the registered style losses (family, cost, formula)"),
-    "shards": ("fst.shards:main", "pack photos (COCO or any folder) into webdataset shards"),
-    "fit": ("fst.train:fit", "train a style network (LightningCLI; --config configs/X.yaml)"),
-    "validate": ("fst.train:validate", "run validation on a trained checkpoint (LightningCLI)"),
-    "export": ("fst.export:main", "export a trained transformer for single-pass inference"),
-    "stylize": ("fst.stylize:main", "stylize images with a checkpoint or an exported model"),
-    "compare": ("fst.study:main", "train and evaluate one model per style loss (the loss study)"),
+    "weights": ("fst.models.weights:main", "fetch or inspect the frozen VGG loss-network weights"),
+    "losses": ("fst.losses.style:main", "list the registered style losses (family, cost, formula)"),
+    "shards": ("fst.data.shards:main", "pack photos (COCO or any folder) into webdataset shards"),
+    "fit": ("fst.training.fit:fit", "train a style network (LightningCLI; --config configs/X.yaml)"),
+    "validate": ("fst.training.fit:validate", "run validation on a trained checkpoint (LightningCLI)"),
+    "export": ("fst.artefacts.export:main", "export a trained transformer for single-pass inference"),
+    "stylize": ("fst.stylize.command:main", "stylize images with a checkpoint or an exported model"),
+    "compare": ("fst.study.command:main", "train and evaluate one model per style loss (the loss study)"),
 }
 
 

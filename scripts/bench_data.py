@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from fst.data import ShardDataModule
+from fst.data.datamodule import ShardDataModule
 
 
 def images_per_second(shards: str, workers: int, crop: int, batch_size: int, batches: int, seed: int,
                       device: str | None = None) -> float:
-    """device=None: decode in the workers (PIL); else decode + crop there (fst.device_decode)."""
+    """device=None: decode in the workers (PIL); else decode + crop there (fst.data.device_decode)."""
     dm = ShardDataModule(
         shards, val_photos=None, crop_size=crop, batch_size=batch_size, num_workers=workers,
         resampled=True, epoch_length=batches + 1, pin_memory=False, seed=seed, decode_on_device=device is not None,

@@ -14,7 +14,7 @@ Variants (each at 512x512, 1280x720, 1920x1080, batch 1 or --batch):
         with --compile also torch.compile (inductor, default mode) of fp16 channels-last; with
         --aoti the AOTI packages fp16 and fp16 channels-last.
 AOTI packages take float32 and cast inside (their calling convention), so their input is float32.
-CPU variants run with freed memory kept for reuse, as `fst stylize` runs there (fst.host_memory;
+CPU variants run with freed memory kept for reuse, as `fst stylize` runs there (fst.core.host_memory;
 FST_MALLOC=default keeps glibc's malloc as it comes). CPU times are wall-clock medians; CUDA times
 are CUDA-event medians after warm-up, with cudnn.benchmark on (fixed shapes, as a batch job or a video would have). A variant that fails is
 reported as an error in its cells, so one failure does not lose the rest of the run.
@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from fst.compiled import load_package, write_aoti  # noqa: E402
-from fst.errors import first_line  # noqa: E402
-from fst.export import write_torchscript  # noqa: E402
-from fst.exported import load_compiled  # noqa: E402
-from fst.host_memory import keep_freed_memory  # noqa: E402
-from fst.transformer import TransformerNet  # noqa: E402
+from fst.artefacts.compiled import load_package, write_aoti  # noqa: E402
+from fst.artefacts.export import write_torchscript  # noqa: E402
+from fst.artefacts.exported import load_compiled  # noqa: E402
+from fst.core.errors import first_line  # noqa: E402
+from fst.core.host_memory import keep_freed_memory  # noqa: E402
+from fst.models.transformer import TransformerNet  # noqa: E402
 
 SIZES = ((512, 512), (1280, 720), (1920, 1080))  # (W, H)
 # Read before any work: the machine's own load from other processes is what skews CPU numbers.

@@ -19,11 +19,11 @@ import torch
 import torchvision.transforms.functional as TF
 
 from fst import losses
-from fst.criterion import flat
-from fst.images import open_rgb
 from fst.assets import resolve_style_path, sample_photos_dir
-from fst.module import load_style
-from fst.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.io.images import open_rgb
+from fst.losses.criterion import flat
+from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.training.module import load_style
 
 
 def machine(device: str) -> str:

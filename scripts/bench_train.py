@@ -7,10 +7,10 @@ The first variant is the classic step, the baseline every other is divided by: J
 the common PyTorch example trains it (fp32, NCHW, eager; Gram MSE on relu1_2..relu4_3, content MSE
 at relu2_2; the photo's VGG pass runs to relu4_3 like the output's, though only relu2_2 is used).
 fst's own steps stop the photo's pass at the content layer and, on a CPU, run the transformer's
-output conv in channels_last (fst.transformer); "fp32 eager, NCHW throughout" leaves that out.
+output conv in channels_last (fst.models.transformer); "fp32 eager, NCHW throughout" leaves that out.
 
 On a CPU the classic step runs first, with glibc's malloc as it comes; every later variant runs with
-freed memory kept for reuse (fst.host_memory), as `fst fit` and `fst stylize` run on a CPU. The
+freed memory kept for reuse (fst.core.host_memory), as `fst fit` and `fst stylize` run on a CPU. The
 variant "classic step, freed memory kept" separates that gain from the rest.
 ``FST_MALLOC=default`` keeps glibc's malloc as it comes for all variants.
 
@@ -38,12 +38,12 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from fst.assets import sample_photos_dir
-from fst.criterion import flat
-from fst.errors import first_line
-from fst.host_memory import keep_freed_memory
-from fst.images import open_rgb
-from fst.module import StyleTransferModule
-from fst.study_runs import load_recipe
+from fst.core.errors import first_line
+from fst.core.host_memory import keep_freed_memory
+from fst.io.images import open_rgb
+from fst.losses.criterion import flat
+from fst.study.runs import load_recipe
+from fst.training.module import StyleTransferModule
 
 CLASSIC = "classic step (fp32 eager)"
 CLASSIC_KEPT = "classic step, freed memory kept"

@@ -5,7 +5,7 @@
     python scripts/compare_losses.py --calibrate --out runs/calib      # registry weights, no training
     python scripts/compare_losses.py --help
 
-See fst/study.py and docs/loss_study.md.
+See fst/study/command.py and docs/loss_study.md.
 """
 
 from __future__ import annotations

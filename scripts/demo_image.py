@@ -18,9 +18,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fst.errors import FstError  # noqa: E402
-from fst.files import write_atomic  # noqa: E402
-from fst.images import image_files, open_rgb  # noqa: E402
+from fst.core.errors import FstError  # noqa: E402
+from fst.io.files import write_atomic  # noqa: E402
+from fst.io.images import image_files, open_rgb  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parent.parent / "fst" / "assets" / "photos"
 GAP = 2

@@ -126,6 +126,6 @@ step bench_infer 120 60 $PY scripts/bench_infer.py --device "$DEV" --quick --bat
 grep -E '^\||^\*\*' "$OUT/bench_infer.log" >> "$SUMMARY" 2>/dev/null
 
 # 5. the test suite's CUDA-only tests (the rest ran on CPU in CI)
-step tests 120 100 $PY -m pytest -q -p no:cacheprovider -x --durations=5 tests/test_cuda.py tests/test_compiled.py
+step tests 120 100 $PY -m pytest -q -p no:cacheprovider -x --durations=5 tests/test_cuda.py tests/artefacts/test_compiled.py
 tail -n 3 "$OUT/tests.log" | sed 's/^/    /' >> "$SUMMARY"
 echo "done in $SECONDS s" | tee -a "$SUMMARY"

@@ -27,18 +27,18 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fst.arguments import ArgumentParser  # noqa: E402
+from fst.artefacts.checkpoint import transformer_from_checkpoint  # noqa: E402
 from fst.assets import resolve_style_path  # noqa: E402
-from fst.checkpoint import transformer_from_checkpoint  # noqa: E402
-from fst.cost_meter import fast_step_ms  # noqa: E402
-from fst.data import square_photos  # noqa: E402
-from fst.files import write_atomic  # noqa: E402
-from fst.metrics import OTHER_ARCH, FeatureMetrics  # noqa: E402
-from fst.module import load_style  # noqa: E402
-from fst.study_eval import EVAL_CHUNK, photo_paths, score, style_vs_photo  # noqa: E402
-from fst.study_report import PAD, csv_text, grid, grid_size, jpeg, machine, markdown_table, to_pil  # noqa: E402
-from fst.study_runs import Budget, Run, checkpoint_of, is_done, run_config, train  # noqa: E402
-from fst.transformer import count_parameters, style_weights  # noqa: E402
+from fst.core.arguments import ArgumentParser  # noqa: E402
+from fst.data.photos import square_photos  # noqa: E402
+from fst.io.files import write_atomic  # noqa: E402
+from fst.metrics.features import OTHER_ARCH, FeatureMetrics  # noqa: E402
+from fst.models.transformer import count_parameters, style_weights  # noqa: E402
+from fst.study.evaluate import EVAL_CHUNK, photo_paths, score, style_vs_photo  # noqa: E402
+from fst.study.report import PAD, csv_text, grid, grid_size, jpeg, machine, markdown_table, to_pil  # noqa: E402
+from fst.study.runs import Budget, Run, checkpoint_of, is_done, run_config, train  # noqa: E402
+from fst.training.cost_meter import fast_step_ms  # noqa: E402
+from fst.training.module import load_style  # noqa: E402
 
 PAINTINGS = ("starry_night", "the_scream", "great_wave", "udnie")
 FIFTH = "cafe_terrace_at_night"

@@ -20,12 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fst.checkpoint import transformer_from_checkpoint  # noqa: E402
-from fst.data import square_photos  # noqa: E402
-from fst.errors import FstError  # noqa: E402
-from fst.metrics import clipped_percent  # noqa: E402
-from fst.study_eval import photo_paths  # noqa: E402
-from fst.transformer import PIXEL_SCALE  # noqa: E402
+from fst.artefacts.checkpoint import transformer_from_checkpoint  # noqa: E402
+from fst.core.errors import FstError  # noqa: E402
+from fst.data.photos import square_photos  # noqa: E402
+from fst.metrics.features import clipped_percent  # noqa: E402
+from fst.models.transformer import PIXEL_SCALE  # noqa: E402
+from fst.study.evaluate import photo_paths  # noqa: E402
 
 FLAT = 4.0  # sigmoid'(4) = 0.018, 7% of sigmoid'(0) = 0.25
 

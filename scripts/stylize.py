@@ -2,7 +2,7 @@
 """One-shot stylizer: `python scripts/stylize.py INPUT... --model MODEL --out OUT` == `fst stylize ...`.
 
 Works from a source checkout without installing fst (the repo root is put on sys.path).
-See `fst/stylize.py` for the options.
+See `fst/stylize/command.py` for the options.
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ASSETS = Path(__file__).resolve().parents[1] / "fst" / "assets"
 
-# `auto` precision depends on the CPU (fst.precision); tests pin its answer so that every kind of
-# machine runs the same dtypes. tests/test_precision.py sets it per test and probes the real CPU.
+# `auto` precision depends on the CPU (fst.core.precision); tests pin its answer so that every kind of
+# machine runs the same dtypes. tests/core/test_precision.py sets it per test and probes the real CPU.
 os.environ["FST_CPU_BF16"] = "0"
 
 
 @pytest.fixture(scope="session")
 def vgg16_weights():
-    from fst.weights import resolve
+    from fst.models.weights import resolve
 
     return resolve("vgg16")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from fst.cli import main as cli
 
@@ -38,3 +40,8 @@ def rewrite_zip(src: Path, dst: Path, change: dict[str, bytes]) -> Path:
 def member(path: Path, suffix: str) -> str:
     with zipfile.ZipFile(path) as z:
         return next(n for n in z.namelist() if n.endswith(suffix))
+
+
+def torch_bytes(obj: Any, path: Path) -> bytes:
+    torch.save(obj, path)
+    return path.read_bytes()

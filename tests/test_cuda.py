@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from fst import losses
-from fst.checkpoint import load_checkpoint, transformer_from_checkpoint
+from fst.artefacts.checkpoint import load_checkpoint, transformer_from_checkpoint
 from fst.cli import main as cli
-from test_train import run_args
+
+from runs import run_args
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -44,11 +45,11 @@ def test_fit_on_cuda(tmp_path, precision):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_aoti_package_on_cuda_matches_the_eager_fp16_network(tmp_path, channels_last):
     """A CUDA fp16 package against the eager fp32 network. Bound: fp16 keeps 11 bits of mantissa,
-    so it must be at least as close as the bf16 CPU package's bound (tests/test_compiled.py)."""
-    from fst.export import export_model
-    from fst.exported import load_compiled
-    from nets import make_net, save_checkpoint
-    from test_compiled import BF16_BOUND, inputs
+    so it must be at least as close as the bf16 CPU package's bound (tests/artefacts/test_compiled.py)."""
+    from fst.artefacts.export import export_model
+    from fst.artefacts.exported import load_compiled
+
+    from nets import BF16_BOUND, inputs, make_net, save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "tiny.ckpt")
     model, meta = load_compiled(export_model(ckpt, tmp_path / "tiny.pt2", "aoti", "fp16", channels_last, device="cuda"), trusted=True)

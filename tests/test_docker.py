@@ -5,8 +5,9 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from fst.criterion import PerceptualLoss
-from fst.data import ShardDataModule
-from fst.errors import FstError
-from fst.module import StyleTransferModule, min_image_side
-from fst.transformer import TransformerNet
+from fst.core.errors import FstError
+from fst.data.datamodule import ShardDataModule
+from fst.losses.criterion import PerceptualLoss
+from fst.models.transformer import TransformerNet
+from fst.training.module import StyleTransferModule, min_image_side
+
 from nets import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

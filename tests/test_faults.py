@@ -24,14 +24,18 @@ import pytest
 import torch
 from PIL import Image
 
-from fst.checkpoint import load_checkpoint
+from fst.artefacts.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst import pipes, signals
-from fst.data import ShardDataModule, _MainProcess
-from fst.errors import FstError
-from fst.shards import Settings, sample_shards
+from fst.core import signals
+from fst.core.errors import FstError
+from fst.data import pipes
+from fst.data.batches import MainProcess
+from fst.data.datamodule import ShardDataModule
+from fst.data.manifest import Settings
+from fst.data.shards import sample_shards
+
 from nets import random_photo_shards, save_checkpoint
-from test_train import ROOT, fst_subprocess, run_args
+from runs import ROOT, fst_subprocess, run_args
 
 STOP_WITHIN_S = 20  # a stop signal ends any command within this
 SLOW = ["--trainer.callbacks+=fst_test_callbacks.SlowDown", "--trainer.callbacks.seconds", "0.3"]
@@ -256,7 +260,7 @@ def test_a_stop_during_a_wait_for_data_ends_the_workers_without_a_late_error() -
         signals.loader_worker, os.getpid(), pipes.kill_all))  # as ShardDataModule sets them up
     with signals.handled():
         workers = iter(loader)  # held, as Lightning holds the iterator while it handles the stop
-        batches = _MainProcess(["stalled"]).run(workers)
+        batches = MainProcess(["stalled"]).run(workers)
         signals.defer(True)
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from fst.errors import FstError
-from fst.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
-from fst.untrusted import read_torch
+from fst.core.errors import FstError
+from fst.models.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
+from fst.untrusted.torch_files import read_torch
 
 FORMAT = 1
 PREFIX = "transformer."
@@ -48,7 +48,7 @@ def payload(net: TransformerNet, **meta: Any) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's dict, read as data (`fst.untrusted.read_torch`), with one-line errors for
+    """The checkpoint's dict, read as data (`fst.untrusted.torch_files.read_torch`), with one-line errors for
     every way a file can be something else: damaged, not a torch file, not fst's, a wrong layout."""
     path = Path(path)
     if not path.is_file():

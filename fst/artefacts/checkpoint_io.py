@@ -4,7 +4,7 @@ Lightning's TorchCheckpointIO writes through an fsspec transaction whose tempora
 the system temp folder; on commit it is moved to the checkpoint folder, which across filesystems
 is a copy, so a full disk left a truncated, unreadable file under the checkpoint's final name.
 `AtomicCheckpointIO` writes a temporary file beside the checkpoint, fsyncs it and renames it
-(`fst.files.atomic_path`). When the write fails, the temporary file is removed and training stops
+(`fst.io.files.atomic_path`). When the write fails, the temporary file is removed and training stops
 with one line naming the last good checkpoint. `fst fit` uses it unless a config brings its own
 CheckpointIO plugin.
 """
@@ -19,9 +19,9 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.plugins import CheckpointIO, TorchCheckpointIO
 
-from fst.errors import FstError, first_line
-from fst.files import atomic_path
-from fst.untrusted import read_torch
+from fst.core.errors import FstError, first_line
+from fst.io.files import atomic_path
+from fst.untrusted.torch_files import read_torch
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -12,10 +12,10 @@ instance norm, ReLU and padding; no Python per layer) without compiling on the u
   ``runner.get_metadata()["fst.json"]`` is fst's metadata (style, step, dtype, ...).
 - **Loading one runs its code.** fst loads a package only when the user names it and says so
   (``fst stylize --model PKG --trust-compiled``), never because a file looks like one; every other
-  format is read as data (`fst.exported`). Before that load, fst checks what it can as data: the zip's
+  format is read as data (`fst.artefacts.exported`). Before that load, fst checks what it can as data: the zip's
   CRCs, its metadata, that the device, machine, CPU instruction set and torch version are this
   machine's (a package is compiled for one; another one may crash instead of failing).
-- For tiling (module hooks, `fst.tiling`) a package also carries the weights as safetensors
+- For tiling (module hooks, `fst.models.tiling`) a package also carries the weights as safetensors
   (``fst/weights.safetensors``, digest-checked like every artefact's), which fst runs in its
   own network; the compiled graph serves whole-image passes.
 """
@@ -42,10 +42,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from fst import untrusted
-from fst.errors import FstError, first_line
-from fst.precision import cpu_flags
-from fst.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
+from fst.core.errors import FstError, first_line
+from fst.core.precision import cpu_flags
+from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
+from fst.untrusted.torch_files import open_zip
 
 BATCH = (1, 64)
 SIDE = (MIN_SIDE, 4096)
@@ -136,7 +136,7 @@ def package_root(names: list[str], origin: str) -> str:
 
 def read_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """(weights, fst metadata, AOTInductor's metadata) of a package, read as data: nothing runs."""
-    with untrusted.open_zip(path, str(path), "AOTInductor package") as zf:
+    with open_zip(path, str(path), "AOTInductor package") as zf:
         names = zf.namelist()
         root = package_root(names, str(path))
         aoti_meta = [n for n in names if n.startswith(f"{root}/data/aotinductor/") and n.endswith("wrapper_metadata.json")]

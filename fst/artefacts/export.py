@@ -24,7 +24,7 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
 
 - ``aoti`` (``.pt2``, only with ``--format aoti``): the network compiled ahead of time by
   AOTInductor for one device (``--device``) and dtype: the speed of ``torch.compile`` in a file that
-  needs no compile where it runs. It is machine code, run when loaded: `fst.compiled` says what fst
+  needs no compile where it runs. It is machine code, run when loaded: `fst.artefacts.compiled` says what fst
   checks first and why `fst stylize` loads one only with ``--trust-compiled``.
 
 Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.json`` metadata
@@ -32,7 +32,7 @@ Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.js
 archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
 including ``weights_sha256``, a digest of the weights that every read checks.
 
-Reading them back is `fst.exported`.
+Reading them back is `fst.artefacts.exported`.
 """
 
 from __future__ import annotations
@@ -51,14 +51,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from fst import compiled
-from fst.arguments import ArgumentParser
-from fst.checkpoint import net_config, style_names, transformer_from_checkpoint
-from fst.errors import FstError
-from fst.exported import (BY_SUFFIX, COMPILED, DTYPES, FORMATS, META_FILE, SUFFIXES, load_compiled, load_exported,
-                          optional, sniff_format, weights_digest)
-from fst.files import atomic_path
-from fst.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
+from fst.artefacts import compiled
+from fst.artefacts.checkpoint import net_config, style_names, transformer_from_checkpoint
+from fst.artefacts.exported import (
+    BY_SUFFIX,
+    COMPILED,
+    DTYPES,
+    FORMATS,
+    META_FILE,
+    SUFFIXES,
+    load_compiled,
+    load_exported,
+    optional,
+    sniff_format,
+    weights_digest,
+)
+from fst.core.arguments import ArgumentParser
+from fst.core.errors import FstError
+from fst.io.files import atomic_path
+from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
 
 EXPORT_VERSION = 1
 ONNX_OPSET = 17

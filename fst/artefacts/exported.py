@@ -1,4 +1,4 @@
-"""Reading `fst export` artefacts (the formats are described in `fst.export`, which writes them).
+"""Reading `fst export` artefacts (the formats are described in `fst.artefacts.export`, which writes them).
 
 Reading (`load_exported`, `open_exported`, `transformer_from_exported`): fst runs none of an artefact's code or
 graph, whoever wrote it. It reads the weights and ``fst.json`` as data (`fst.untrusted`: CRC-checked
@@ -22,13 +22,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from fst import compiled, untrusted
-from fst.checkpoint import check_weights, net_config, transformer_from_state
-from fst.errors import FstError, first_line
-from fst.transformer import ConditionalInstanceNorm, TransformerNet
+from fst.artefacts import compiled
+from fst.artefacts.checkpoint import check_weights, net_config, transformer_from_state
+from fst.core.errors import FstError, first_line
+from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
+from fst.untrusted.onnx_files import read_onnx
+from fst.untrusted.torch_export import read_pt2
+from fst.untrusted.torchscript import read_torchscript
 
 FORMATS = ("torchscript", "export", "onnx")  # pure data: fst reads and runs them without trusting them
-COMPILED = ("aoti",)  # machine code: runs only with --trust-compiled (fst.compiled)
+COMPILED = ("aoti",)  # machine code: runs only with --trust-compiled (fst.artefacts.compiled)
 SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx", "aoti": ".pt2"}
 BY_SUFFIX = {".pt": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -173,19 +176,19 @@ def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
 
 
 def _read_torchscript(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors, meta = untrusted.read_torchscript(path, META_FILE)
+    tensors, meta = read_torchscript(path, META_FILE)
     # InferenceNet holds the traced network as `net`
     return {k.removeprefix("net."): v for k, v in tensors.items()}, _parse_meta(path, meta)
 
 
 def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state, meta = untrusted.read_pt2(path, META_FILE)
+    state, meta = read_pt2(path, META_FILE)
     return state, _parse_meta(path, meta)
 
 
 def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     optional("onnx")
-    proto = untrusted.read_onnx(path)
+    proto = read_onnx(path)
     meta = _parse_meta(path, {p.key: p.value for p in proto.metadata_props}.get(META_FILE))
     return _onnx_state_dict(path, proto, meta["net"]), meta
 
@@ -206,8 +209,8 @@ READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any
 def load_compiled(path: str | Path, device: str | torch.device | None = None, *,
                   trusted: bool) -> tuple[Model, dict[str, Any]]:
     """`load_exported` for an AOTInductor package: its compiled code runs, and only if the caller
-    says it trusts the file (`fst.compiled.load_package`), after every check that can be made on its
-    data (`read_exported`, `fst.compiled.runs_here`). Device None: the one it was compiled for."""
+    says it trusts the file (`fst.artefacts.compiled.load_package`), after every check that can be made on its
+    data (`read_exported`, `fst.artefacts.compiled.runs_here`). Device None: the one it was compiled for."""
     run, meta, _ = open_compiled(path, device, trusted=trusted)
     return run, meta
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent
 SAMPLE = "sample:"
 
 

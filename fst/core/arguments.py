@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 
 def at_least(name: str, value: float, low: float) -> None:

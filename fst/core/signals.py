@@ -1,19 +1,19 @@
 """SIGTERM and SIGINT end every fst command within seconds, with one line and a non-zero exit.
 
 Outside training either signal raises `Interrupted` wherever the program is (as Ctrl-C raises
-KeyboardInterrupt): `finally` blocks run, so no temporary file is left behind (`fst.files`), and
+KeyboardInterrupt): `finally` blocks run, so no temporary file is left behind (`fst.io.files`), and
 `fst.cli` prints one line and exits with 128 + the signal's number, as a shell reports a killed
 command.
 
 While a model trains (`defer`), stopping in the middle of a step would leave a half-updated
 optimizer state, so a signal only asks Lightning to stop after the step: Lightning's own SIGTERM
 handler sets the flag its loops check after every batch, and SIGINT is handed to that handler too.
-`fst.preemption` then saves last.ckpt on the way out. A wait for data (`interruptible`) is the
+`fst.training.preemption` then saves last.ckpt on the way out. A wait for data (`interruptible`) is the
 exception: nothing is half-done there and a stalled data source could wait forever, so the signal
 raises at once. A second signal raises at once anywhere.
 
 Loader worker processes (`loader_worker`) leave both signals to the main process and die with it,
-even when it is killed with SIGKILL, ending what they started (`fst.pipes`).
+even when it is killed with SIGKILL, ending what they started (`fst.data.pipes`).
 """
 
 from __future__ import annotations

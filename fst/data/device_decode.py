@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from fst.errors import first_line
+from fst.core.errors import first_line
 
 
 def decode_one(data: torch.Tensor, device: torch.device) -> torch.Tensor | None:

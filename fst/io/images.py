@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fst.errors import FstError, first_line
+from fst.core.errors import FstError, first_line
 
 # Far above any photo we train on, far below what would exhaust memory when decoded.
 MAX_PIXELS = 100_000_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 
 def writable_dir(path: Path, what: str = "output folder") -> Path:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from fst import losses
-from fst.errors import FstError
-from fst.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.core.errors import FstError
+from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
 
 DEFAULT_CONTENT_LAYER = {"vgg16": "relu2_2", "vgg19": "relu4_1"}
 # Weights of the default style layers. On untouched photos VGG16's relu4_3 starts 5-18 times

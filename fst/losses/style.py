@@ -30,10 +30,18 @@ from typing import Callable
 
 import torch
 
-from fst.arguments import ArgumentParser
-from fst.errors import FstError
+from fst.core.arguments import ArgumentParser
+from fst.core.errors import FstError
 
 Stats = dict[str, torch.Tensor]
+
+__all__ = [  # what `from fst.losses import X` reaches
+    "Stats", "EPS", "MAX_SAMPLES", "SW_DIRECTIONS", "StyleLoss", "REGISTRY", "FAMILY_DEFAULT", "register",
+    "list_losses", "get", "gram_matrix", "covariance", "mean_and_std", "quantiles", "subsample", "rel",
+    "gram", "gram_mse", "covariance_loss", "mmd_gaussian", "sliced_wasserstein", "mean", "mean_std",
+    "channel_wasserstein", "content_loss", "content_mse", "CONTENT_LOSSES", "get_content", "tv_loss",
+    "main",
+]
 EPS = 1e-8
 MAX_SAMPLES = 16384  # cap on stored style positions / quantiles per layer (keeps checkpoints small)
 SW_DIRECTIONS = 64  # random projections per step for sliced Wasserstein

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fst import losses
-from fst.color import luminance, srgb_to_lab
-from fst.criterion import DEFAULT_CONTENT_LAYER, flat
-from fst.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.core.color import luminance, srgb_to_lab
+from fst.losses.criterion import DEFAULT_CONTENT_LAYER, flat
+from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
 
 STYLE_STATS = ("gram", "mean_std", "sliced_wasserstein")  # registry distances used as metrics
 OTHER_ARCH = {"vgg16": "vgg19", "vgg19": "vgg16"}

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 # The smallest input side the network takes, found by trying: conv_in's reflection pad of 4 needs
 # more than 4 px, and the two stride-2 convs then give 5 -> 3 -> 2, still enough for the 3x3 pads.

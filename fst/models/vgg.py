@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fst.errors import FstError
-from fst.vgg_arch import layer_names
-from fst.weights import Weights, resolve
+from fst.core.errors import FstError
+from fst.models.vgg_arch import layer_names
+from fst.models.weights import Weights, resolve
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,10 +1,10 @@
 """The VGG architectures, defined once: torchvision's layer configs and what follows from them
 (layer names, where the convs sit in `features`, each weight's shape, the smallest input that
-still reaches a layer). `fst.weights` checks files against it, `fst.vgg` builds the network from it."""
+still reaches a layer). `fst.models.weights` checks files against it, `fst.models.vgg` builds the network from it."""
 
 from __future__ import annotations
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 ARCHS = ("vgg16", "vgg19")
 # torchvision's layer configs ("D" = VGG16, "E" = VGG19): numbers are conv widths, "M" a pool.

@@ -9,7 +9,7 @@ Resolution, first that works:
 
 Every cached file carries metadata naming its source and its input convention (torchvision:
 RGB in [0,1] with ImageNet mean/std; caffe: BGR, 0-255, mean subtraction), so the extractor in
-`fst.vgg` normalises its input the way those weights were trained.
+`fst.models.vgg` normalises its input the way those weights were trained.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from fst.arguments import ArgumentParser
-from fst.errors import FstError, first_line
-from fst.files import atomic_path, cache_dir, sha256_file
-from fst.output_dir import writable_dir
-from fst.untrusted import read_torch
-from fst.vgg_arch import ARCHS, check_arch, conv_indices, expected_shapes, layer_names
+from fst.core.arguments import ArgumentParser
+from fst.core.errors import FstError, first_line
+from fst.io.files import atomic_path, cache_dir, sha256_file
+from fst.io.output_dir import writable_dir
+from fst.models.vgg_arch import ARCHS, check_arch, conv_indices, expected_shapes, layer_names
+from fst.untrusted.torch_files import read_torch
 
 CONVENTIONS = ("torchvision", "caffe")
 
@@ -95,7 +95,7 @@ def validate(state_dict: dict[str, torch.Tensor], arch: str, origin: str) -> dic
     """Keep the conv tensors of `features` (dropping a `features.` prefix and any classifier) and
     check they are exactly the shapes of `arch`; anything else is one clear error naming `origin`.
 
-    A file may stop early (the first k convs only, see `fst weights slice`): `fst.vgg` then refuses
+    A file may stop early (the first k convs only, see `fst weights slice`): `fst.models.vgg` then refuses
     layers deeper than what it holds."""
     sd = {k.removeprefix("features."): v for k, v in state_dict.items() if not k.startswith("classifier.")}
     want = expected_shapes(arch)

@@ -14,13 +14,13 @@ from tqdm import tqdm
 
 from fst import losses
 from fst.assets import resolve_style_path
-from fst.criterion import flat
-from fst.data import square_photos
-from fst.errors import FstError
-from fst.module import load_style
-from fst.study_report import machine, publish_table
-from fst.study_runs import Budget
-from fst.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.core.errors import FstError
+from fst.data.photos import square_photos
+from fst.losses.criterion import flat
+from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.study.report import machine, publish_table
+from fst.study.runs import Budget
+from fst.training.module import load_style
 
 
 def gradient_norms(vgg: VGGFeatures, photos: torch.Tensor, painting: torch.Tensor, loss: losses.StyleLoss,

@@ -3,7 +3,7 @@
 One model per (painting, style loss), plus one per (painting, recipe) for every baseline recipe
 (``--baselines configs/classic.yaml``: that config's ``model:`` section), all under one budget, each
 trained by a real `fst fit` in a fresh process (so its time per step and peak memory are its own),
-then evaluated on the same photos by `fst.metrics` on the VGG the models were *not* trained with. The report folder holds:
+then evaluated on the same photos by `fst.metrics.features` on the VGG the models were *not* trained with. The report folder holds:
 
     OUT/metrics.csv, OUT/metrics.md     one row per run (+ the untrained photo as a reference row)
     OUT/grid_<painting>.jpg             rows: photos; columns: the photo, then each loss; painting on top
@@ -16,8 +16,8 @@ then evaluated on the same photos by `fst.metrics` on the VGG the models were *n
 A finished run whose config is unchanged is reused, so a rerun only trains what is missing; report
 files are written whole at the end (temp file + rename), never half.
 
-This module is the command line; the runs and their training are in `fst.study_runs`, evaluation in
-`fst.study_eval`, calibration in `fst.study_calibration`, the report files in `fst.study_report`.
+This module is the command line; the runs and their training are in `fst.study.runs`, evaluation in
+`fst.study.evaluate`, calibration in `fst.study.calibration`, the report files in `fst.study.report`.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 
 from fst import losses
-from fst.arguments import ArgumentParser
 from fst.assets import resolve_style_path
-from fst.data import resolve_shards
-from fst.errors import FstError
-from fst.study_calibration import run_calibration
-from fst.study_eval import evaluate_all, photo_paths
-from fst.study_report import COLUMNS, markdown_table, write_report
-from fst.study_runs import Budget, Run, load_recipe, train_all
-from fst.transformer import OUTPUTS
+from fst.core.arguments import ArgumentParser
+from fst.core.errors import FstError
+from fst.data.specs import resolve_shards
+from fst.models.transformer import OUTPUTS
+from fst.study.calibration import run_calibration
+from fst.study.evaluate import evaluate_all, photo_paths
+from fst.study.report import COLUMNS, markdown_table, write_report
+from fst.study.runs import Budget, Run, load_recipe, train_all
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 """Evaluation for `fst compare`: the photos every model is scored on, each run's outputs, the quality
-metrics (`fst.metrics`, on the VGG the models were not trained with), the time per step of each style
+metrics (`fst.metrics.features`, on the VGG the models were not trained with), the time per step of each style
 loss alone, and the metrics rows and grids of a whole study."""
 
 from __future__ import annotations
@@ -15,19 +15,27 @@ from PIL import Image
 from tqdm import tqdm
 
 from fst import losses
+from fst.artefacts.checkpoint import transformer_from_checkpoint
 from fst.assets import resolve_style_path, sample_photos_dir
-from fst.checkpoint import transformer_from_checkpoint
-from fst.cost_meter import fast_step_ms, sync
-from fst.criterion import flat
-from fst.data import square_photos
-from fst.errors import FstError
-from fst.images import IMAGE_SUFFIXES, image_files
-from fst.metrics import (OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance, detail,
-                         off_palette_percent, ssim)
-from fst.module import load_style
-from fst.study_report import GRID_ROWS, grid, to_pil
-from fst.study_runs import Budget, Run, checkpoint_of
-from fst.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.core.errors import FstError
+from fst.data.photos import square_photos
+from fst.io.images import IMAGE_SUFFIXES, image_files
+from fst.losses.criterion import flat
+from fst.metrics.features import (
+    OTHER_ARCH,
+    STYLE_STATS,
+    FeatureMetrics,
+    clipped_percent,
+    color_distance,
+    detail,
+    off_palette_percent,
+    ssim,
+)
+from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.study.report import GRID_ROWS, grid, to_pil
+from fst.study.runs import Budget, Run, checkpoint_of
+from fst.training.cost_meter import fast_step_ms, sync
+from fst.training.module import load_style
 
 # Evaluation photos when none are given: a fixed, varied handful of the embedded photos. The sample
 # shards hold all 100 embedded photos, so these were also seen in training (the study compares losses

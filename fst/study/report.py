@@ -17,9 +17,9 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw, ImageOps
 
-from fst.files import write_atomic
-from fst.metrics import OTHER_ARCH
-from fst.study_runs import Budget
+from fst.io.files import write_atomic
+from fst.metrics.features import OTHER_ARCH
+from fst.study.runs import Budget
 
 COLUMNS = ["style", "loss", "family", "weight", "style_weight",
            "style_gram", "style_mean_std", "style_sliced_wasserstein",
@@ -109,7 +109,7 @@ def write_report(args: argparse.Namespace, budget: Budget, rows: list[dict], gri
         f"network {OTHER_ARCH[budget.arch]} (training used {budget.arch}).", "",
         markdown_table(rows, COLUMNS),
         *[f"![{stem}](grid_{stem}.jpg)\n" for stem in grids],
-        "Exact configs: runs/*/config.yaml. Columns: see `fst/metrics.py` and docs/loss_study.md.",
+        "Exact configs: runs/*/config.yaml. Columns: see `fst/metrics/features.py` and docs/loss_study.md.",
     ]
     write_atomic(out / "report.md", "\n".join(text) + "\n")
 

@@ -16,9 +16,9 @@ import yaml
 from tqdm import tqdm
 
 from fst import losses
-from fst.errors import FstError
-from fst.files import write_atomic
-from fst.module import StyleTransferModule
+from fst.core.errors import FstError
+from fst.io.files import write_atomic
+from fst.training.module import StyleTransferModule
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class Budget:
     arch: str = "vgg16"
     channels: int = 16
     n_residual: int = 3
-    output: str = "linear"  # the transformer's output (fst.transformer)
-    output_gain: float = 4.0  # the linear output's gain (fst.transformer)
-    precision: str = "auto"  # fst.precision: bf16 only where the hardware has it natively
+    output: str = "linear"  # the transformer's output (fst.models.transformer)
+    output_gain: float = 4.0  # the linear output's gain (fst.models.transformer)
+    precision: str = "auto"  # fst.core.precision: bf16 only where the hardware has it natively
     workers: int = 0
 
 
@@ -95,7 +95,7 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
                        "init_args": {"save_dir": str(run.dir), "name": "tensorboard"}},
             "limit_val_batches": 0, "num_sanity_val_steps": 0,
             "enable_progress_bar": False, "enable_model_summary": False,
-            "callbacks": [{"class_path": "fst.cost_meter.CostMeter",
+            "callbacks": [{"class_path": "fst.training.cost_meter.CostMeter",
                            "init_args": {"out": str(run.dir / "cost.json"), "warmup": min(2, b.steps - 1)}}],
         },
         "model": {
@@ -115,9 +115,9 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
 
 def config_text(run: Run, budget: Budget, shards: str, device: str) -> str:
     """The YAML, headed by the loss's registry weight: not a config key, but it changes what is trained
-    (so a weight edited in fst/losses.py makes the run stale)."""
+    (so a weight edited in fst/losses/style.py makes the run stale)."""
     header = (f"# fst compare run {run.name}: style loss {run.style_loss.name}, registry weight "
-              f"{run.style_loss.weight!r} (fst/losses.py)\n")
+              f"{run.style_loss.weight!r} (fst/losses/style.py)\n")
     return header + yaml.safe_dump(run_config(run, budget, shards, device), sort_keys=False)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from fst.files import write_atomic
+from fst.io.files import write_atomic
 
 
 class CostMeter(pl.Callback):

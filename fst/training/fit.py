@@ -14,66 +14,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fst import host_memory, run_lock, signals
-from fst import precision as fst_precision
-from fst.checkpoint_io import with_atomic_checkpoints
-from fst.data import ShardDataModule
-from fst.errors import FstError
-from fst.module import StyleTransferModule
-from fst.preemption import SaveOnStop
-from fst.untrusted import read_torch
-
-
-class Trainer(pl.Trainer):
-    """Lightning's Trainer, with precision ``auto`` (fst.precision) as the default.
-
-    Args:
-        precision: ``auto`` (default): bf16-mixed where the hardware multiplies bf16 natively (GPUs with
-            bf16, CPUs with AVX512-BF16 or AMX), 16-mixed on other GPUs, 32-true on other CPUs; the
-            choice and its reason are printed once. Or any Lightning precision (32-true, bf16-mixed,
-            16-mixed, ...); bf16 on a CPU that only emulates it is warned about (tens of times slower).
-    """
-
-    def __init__(self, *, precision: str | int | None = fst_precision.AUTO, **kwargs: Any) -> None:
-        precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
-        if fst_precision.device_type(kwargs.get("accelerator", "auto")) == "cpu":
-            host_memory.keep_freed_memory()  # a CPU step otherwise pays page faults for every activation
-        # Checkpoints are written whole or not at all, and a stop signal saves the run first.
-        kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
-        callbacks = kwargs.get("callbacks") or []
-        kwargs["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), SaveOnStop()]
-        try:
-            super().__init__(precision=precision, **kwargs)
-        except ValueError as e:  # Lightning's own list of precisions is the one to check against
-            if f"Precision {precision!r} is invalid" in str(e):
-                raise FstError(f"precision {precision!r} is not one of auto, 32-true, bf16-mixed, 16-mixed, "
-                               "bf16-true, 16-true, 64-true") from None
-            raise
-
-
-def resolve_precision(precision: str | int | None, accelerator: str | None) -> str | int | None:
-    """``auto`` made concrete for this machine, with the choice and its reason said once."""
-    resolved, choice = fst_precision.resolve_training(precision, accelerator)
-    if choice is not None:
-        fst_precision.say(f"fst: {choice.describe('precision')}")
-    else:
-        warning = fst_precision.slow_bf16_warning(fst_precision.device_type(accelerator), str(precision),
-                                                  "--trainer.precision auto", "32-true")
-        if warning:
-            fst_precision.say(f"fst: warning: {warning}")
-    return resolved
+from fst.core import precision as fst_precision
+from fst.core import signals
+from fst.core.errors import FstError
+from fst.data.datamodule import ShardDataModule
+from fst.training import run_lock
+from fst.training.module import StyleTransferModule
+from fst.training.trainer import Trainer, resolve_precision
+from fst.untrusted.torch_files import read_torch
 
 
 class FstCLI(LightningCLI):
     def __init__(self, *args: Any, locks: contextlib.ExitStack | None = None, **kwargs: Any) -> None:
-        self.locks = locks  # the run lock lives until this closes (fst.run_lock)
+        self.locks = locks  # the run lock lives until this closes (fst.training.run_lock)
         super().__init__(*args, **kwargs)
 
     def before_instantiate_classes(self) -> None:
@@ -163,6 +122,6 @@ def main(argv: list[str]) -> int:
                    auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False}, locks=locks)
     except ArgumentError as e:  # unknown key, bad type, missing file: one line, not a page of usage
         raise FstError(" ".join(str(e).split())) from None
-    except SIGTERMException as e:  # Lightning stopped after a batch (fst.preemption): exit 0 no more
+    except SIGTERMException as e:  # Lightning stopped after a batch (fst.training.preemption): exit 0 no more
         raise signals.Interrupted(getattr(e, "signum", signal.SIGTERM), note=getattr(e, "note", "")) from None
     return 0

@@ -1,7 +1,7 @@
 """The LightningModule: a TransformerNet trained against a frozen-VGG perceptual criterion.
 
 Its typed ``__init__`` is the ``model:`` section of every config (LightningCLI reads it as the schema).
-Batches follow `fst.data`'s contract: ``{"image": (B, 3, H, W) in [0, 1], "skipped": int tensor}``.
+Batches follow `fst.data.datamodule`'s contract: ``{"image": (B, 3, H, W) in [0, 1], "skipped": int tensor}``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid
 
-from fst import checkpoint as fst_checkpoint
 from fst import losses
+from fst.artefacts import checkpoint as fst_checkpoint
 from fst.assets import resolve_style_path
-from fst.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
-from fst.domain import at_least, positive
-from fst.errors import FstError
-from fst.images import open_rgb
-from fst.transformer import MIN_SIDE, TransformerNet, with_new_styles
-from fst.vgg import DEFAULT_LAYERS
-from fst.vgg_arch import check_arch, min_input_side
+from fst.core.domain import at_least, positive
+from fst.core.errors import FstError
+from fst.io.images import open_rgb
+from fst.losses.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
+from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
+from fst.models.vgg import DEFAULT_LAYERS
+from fst.models.vgg_arch import check_arch, min_input_side
+
 
 def load_style(path: Path, size: int) -> torch.Tensor:
     """The style image as (1, 3, H, W) in [0, 1], its long side resized to `size` (0 keeps it)."""
@@ -105,12 +106,12 @@ class StyleTransferModule(pl.LightningModule):
             channels: base width of the transformer network (32 = the classic 1.68 M parameters).
             n_residual: residual blocks in the transformer network.
             output: ``linear`` (0-255 in and out, unbounded while training, clamped when stylizing) or
-                ``sigmoid`` (outputs in (0, 1); leaves blobs where its gradient vanishes, fst/transformer.py).
+                ``sigmoid`` (outputs in (0, 1); leaves blobs where its gradient vanishes, fst/models/transformer.py).
             output_gain: the linear output reads its last conv in units of 255/output_gain: 1 is the classic
                 recipe's, whose output learns 64x slower than a sigmoid's; 4 reached the painting's colours
-                within 100 steps (fst/transformer.py).
+                within 100 steps (fst/models/transformer.py).
             grey_start: start the linear output at mid-grey rather than near black (PyTorch's default
-                init, which the classic recipe keeps; fst/transformer.py).
+                init, which the classic recipe keeps; fst/models/transformer.py).
             lr: learning rate.
             optimizer: ``adam`` or ``adamw``.
             channels_last: run the transformer and VGG in channels_last memory format.

@@ -5,9 +5,9 @@ resumes from there.
 Lightning (2.3 up to at least 2.6) handles SIGTERM its way: its handler sets a flag, and its loops
 raise SIGTERMException after the batch that was running. That exception is a SystemExit with code 0
 and nothing is saved, so by itself a pre-empted run looked finished and lost up to a checkpoint
-interval. fst builds on it: `fst.signals` hands SIGINT to the same handler and ends a wait for data
+interval. fst builds on it: `fst.core.signals` hands SIGINT to the same handler and ends a wait for data
 at once, `SaveOnStop` saves the state whenever the run stops at one of those safe points, and
-`fst.train.main` turns the stop into `fst.signals.Interrupted` (exit 128 + signal).
+`fst.training.fit.main` turns the stop into `fst.core.signals.Interrupted` (exit 128 + signal).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fst import signals
-from fst.errors import FstError
+from fst.core import signals
+from fst.core.errors import FstError
 
 
 class SaveOnStop(pl.Callback):

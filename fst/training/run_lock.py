@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 
 def lock_file(folder: Path) -> Path:

@@ -18,23 +18,20 @@ import pytest
 import torch
 from PIL import Image
 
-from crafted import member, one_line_error, rewrite_zip
+from fst.artefacts.compiled import META_MEMBER, SIDE
+from fst.artefacts.export import export_model
+from fst.artefacts.exported import load_compiled, load_exported
 from fst.cli import main as cli
-from fst.compiled import META_MEMBER, SIDE
-from fst.precision import cpu_flags
-from fst.errors import FstError
-from fst.export import export_model
-from fst.exported import load_compiled, load_exported
-from fst.stylize import Stylizer
-from nets import make_net, save_checkpoint
+from fst.core.errors import FstError
+from fst.core.precision import cpu_flags
+from fst.stylize.stylizer import Stylizer
+
+from crafted import member, one_line_error, rewrite_zip
+from nets import BF16_BOUND, PACKAGE_SIZES, inputs, make_net, save_checkpoint
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="AOTInductor needs a C++ compiler")]
 
-SIZES = [(1, 3, 5, 5), (1, 3, 67, 91), (2, 3, 40, 130)]  # the smallest side, odd sizes, a batch
-# bf16 package against the fp32 eager network, tiny random net, these sizes and 256²: measured
-# 2026-11-28 max 0.019, mean 0.0015; the eager network run in bf16 differs as much (max 0.016).
-BF16_BOUND = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +51,6 @@ def image(tmp_path: Path) -> Path:
     return tmp_path / "in.png"
 
 
-def inputs() -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    return [torch.rand(*shape) for shape in SIZES]
-
-
 def eager(x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return make_net()(x)
@@ -70,7 +62,7 @@ def run_without_fst(package: Path, tmp_path: Path) -> tuple[list[torch.Tensor], 
         import json, sys, torch
         runner = torch._inductor.aoti_load_package({str(package)!r})
         torch.manual_seed(0)
-        outs = [runner(torch.rand(*shape)) for shape in {SIZES!r}]
+        outs = [runner(torch.rand(*shape)) for shape in {PACKAGE_SIZES!r}]
         assert "fst" not in sys.modules
         torch.save(outs, {str(tmp_path / 'outs.pt')!r})
         print(json.dumps(runner.get_metadata()))

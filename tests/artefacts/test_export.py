@@ -15,14 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from fst.checkpoint import payload
+from fst.artefacts.checkpoint import payload
+from fst.artefacts.export import export_model
+from fst.artefacts.exported import DTYPES, FORMATS, SUFFIXES, adapted, load_exported, transformer_from_exported
 from fst.cli import main as cli
-from fst.export import export_model
-from fst.exported import DTYPES, FORMATS, SUFFIXES, adapted, load_exported, transformer_from_exported
-from fst.transformer import TransformerNet
+from fst.models.transformer import TransformerNet
+
 from nets import export_all, make_net
 
-PHOTOS = Path(__file__).resolve().parent.parent / "fst" / "assets" / "photos"
+PHOTOS = Path(__file__).resolve().parents[2] / "fst" / "assets" / "photos"
 
 
 def photo(name: str, size: tuple[int, int]) -> torch.Tensor:
@@ -201,7 +202,7 @@ def test_refuses_unknown_format_and_missing_folder(ckpt: Path, tmp_path: Path, c
 
 
 def test_load_exported_refuses_checkpoints_and_damage(ckpt: Path, artefacts: dict[str, Path], tmp_path: Path) -> None:
-    from fst.errors import FstError
+    from fst.core.errors import FstError
 
     with pytest.raises(FstError, match="not an exported fst model"):
         load_exported(ckpt)
@@ -214,8 +215,8 @@ def test_load_exported_refuses_checkpoints_and_damage(ckpt: Path, artefacts: dic
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_stylizer_reads_an_artefact_once_for_full_and_tiled_passes(fmt: str, artefacts: dict[str, Path],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from fst import exported
-    from fst.stylize import Stylizer
+    from fst.artefacts import exported
+    from fst.stylize.stylizer import Stylizer
 
     reads: list[str] = []
     readers = {f: (lambda path, read=read, f=f: reads.append(f) or read(path)) for f, read in exported.READERS.items()}

@@ -1,4 +1,4 @@
-"""fst.host_memory: freed blocks are reused, so allocating an activation again costs no page faults."""
+"""fst.core.host_memory: freed blocks are reused, so allocating an activation again costs no page faults."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 churn()
 print(json.dumps({{"done": done, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}}))
 """
-KEEP = "from fst.host_memory import keep_freed_memory\ndone = keep_freed_memory()"
+KEEP = "from fst.core.host_memory import keep_freed_memory\ndone = keep_freed_memory()"
 NOTHING = "done = None"
 # fst's Trainer on the CPU: the setting comes with it.
-TRAINER = "from fst.train import Trainer\nTrainer(accelerator='cpu', logger=False, enable_progress_bar=False)\ndone = 'trainer'"
+TRAINER = "from fst.training.trainer import Trainer\nTrainer(accelerator='cpu', logger=False, enable_progress_bar=False)\ndone = 'trainer'"
 PAGES_PER_TENSOR = 16 * 2 ** 20 * 4 // 4096
 
 

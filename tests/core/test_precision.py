@@ -11,13 +11,16 @@ import pytest
 import torch
 import yaml
 
-from fst import precision
-from fst.checkpoint import load_checkpoint
+from fst.artefacts.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.stylize import Options, Stylizer, compile_pays
+from fst.core import precision
+from fst.stylize.compile_choice import compile_pays
+from fst.stylize.image import Options
+from fst.stylize.stylizer import Stylizer
+
 from nets import save_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "tests" / "configs" / "tiny.yaml")
 NATIVE, EMULATED = precision.Capability(True, "native"), precision.Capability(False, "emulated")
 
@@ -69,7 +72,7 @@ def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 def _probe_in_child(**env: str) -> str:
     """cpu_bf16() of a fresh process with the real CPU (no forced answer), as 'native|why'."""
     child_env = {k: v for k, v in os.environ.items() if k != "FST_CPU_BF16"} | env
-    code = "from fst.precision import cpu_bf16; c = cpu_bf16(); print(f'{c.native}|{c.why}')"
+    code = "from fst.core.precision import cpu_bf16; c = cpu_bf16(); print(f'{c.native}|{c.why}')"
     run = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return run.stdout.strip()

@@ -4,8 +4,8 @@ resampled epochs, determinism, and a real Lightning Trainer run."""
 from __future__ import annotations
 
 import shutil
-from contextlib import nullcontext
 import tarfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -14,9 +14,11 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from fst.data import ShardDataModule, resolve_shards
-from fst.errors import FstError
-from fst.shards import Settings
+from fst.core.errors import FstError
+from fst.data.datamodule import ShardDataModule
+from fst.data.manifest import Settings
+from fst.data.specs import resolve_shards
+
 from nets import random_photo_shards
 
 N_IMAGES, SHARD_SIZE = 16, 4

@@ -1,4 +1,4 @@
-"""`fst shards` and `fst.images` on real files: odd image modes, broken files, resume, COCO."""
+"""`fst shards` and `fst.io.images` on real files: odd image modes, broken files, resume, COCO."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from fst import cli
-from fst.images import ImageError, alpha_channel, open_image, open_rgb
-from fst.files import sha256_file
-from fst.shards import MANIFEST, SAMPLE_SHARD_SIZE, Settings, build_shards, sample_shards
+from fst.data.manifest import MANIFEST, Settings
+from fst.data.shards import SAMPLE_SHARD_SIZE, build_shards, sample_shards
+from fst.io.files import sha256_file
+from fst.io.images import ImageError, alpha_channel, open_image, open_rgb
 
 GOOD = ["a.jpg", "b.jpg", "c.png", "cmyk.jpg", "gray.jpg", "gray16.png", "palette.png", "rgba.png", "rotated.jpg", "sub/d.webp", "sub/e.bmp"]
 BAD = {

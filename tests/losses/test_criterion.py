@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fst import losses
-from fst.criterion import PerceptualLoss
+from fst.losses.criterion import PerceptualLoss
 
 
 @pytest.mark.parametrize("style_layers,expected", [

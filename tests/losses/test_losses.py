@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fst import losses
-from fst.errors import FstError
+from fst.core.errors import FstError
 
 NAMES = losses.list_losses()
 INTRA = losses.list_losses("intra")

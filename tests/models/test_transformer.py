@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fst.checkpoint import payload, transformer_from_checkpoint
-from fst.errors import FstError
-from fst.export import export_model
-from fst.exported import FORMATS, SUFFIXES, load_exported
-from fst.transformer import TransformerNet
+from fst.artefacts.checkpoint import payload, transformer_from_checkpoint
+from fst.artefacts.export import export_model
+from fst.artefacts.exported import FORMATS, SUFFIXES, load_exported
+from fst.core.errors import FstError
+from fst.models.transformer import TransformerNet
 
 
 def linear_net() -> TransformerNet:
@@ -114,11 +114,11 @@ def test_output_gain_scales_the_raw_output_and_travels_with_the_checkpoint() -> 
         transformer_from_checkpoint(bad)
 
 
-OLD = Path(__file__).resolve().parent / "data"
+OLD = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_a_checkpoint_written_before_the_layout_change_still_runs_the_same(tmp_path: Path) -> None:
-    """tests/data holds a checkpoint written by the tree of 2026-11-28 (commit ac4956b: linear
+    """tests/fixtures holds a checkpoint written by the tree of 2026-11-28 (commit ac4956b: linear
     output, before output_gain and the module moves) and that tree's output on a fixed input."""
     ckpt = OLD / "checkpoint_2026-11-28_ac4956b.ckpt"
     recorded = torch.load(OLD / "checkpoint_2026-11-28_ac4956b_output.pt", weights_only=True)

@@ -13,12 +13,12 @@ import torch
 import torchvision.transforms.functional as TF
 from safetensors.torch import save_file
 
-from fst import weights as W
 from fst.cli import main as cli
-from fst.errors import FstError
-from fst.images import open_rgb
-from fst.vgg import VGGFeatures
-from fst.vgg_arch import layer_names
+from fst.core.errors import FstError
+from fst.io.images import open_rgb
+from fst.models import weights as W
+from fst.models.vgg import VGGFeatures
+from fst.models.vgg_arch import layer_names
 
 # Published torchvision VGG16 IMAGENET1K_V1 values (features.0), 4 decimals.
 BIAS0 = [0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953, 0.3951, -0.5496]

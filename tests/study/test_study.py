@@ -12,15 +12,23 @@ import yaml
 from PIL import Image
 
 from fst import losses
-from fst.checkpoint import load_checkpoint
+from fst.artefacts.checkpoint import load_checkpoint
 from fst.cli import main as cli
-from fst.color import srgb_to_lab
-from fst.metrics import SSIM_C1, FeatureMetrics, clipped_percent, color_distance, detail, off_palette_percent, ssim
-from fst.study_calibration import content_matched, gradient_norms
-from fst.study_report import LABEL, PAD
-from fst.vgg import VGGFeatures
+from fst.core.color import srgb_to_lab
+from fst.metrics.features import (
+    SSIM_C1,
+    FeatureMetrics,
+    clipped_percent,
+    color_distance,
+    detail,
+    off_palette_percent,
+    ssim,
+)
+from fst.models.vgg import VGGFeatures
+from fst.study.calibration import content_matched, gradient_norms
+from fst.study.report import LABEL, PAD
 
-CLASSIC = Path(__file__).resolve().parent.parent / "configs" / "classic.yaml"
+CLASSIC = Path(__file__).resolve().parents[2] / "configs" / "classic.yaml"
 TINY = ["--steps", "3", "--batch", "2", "--crop", "32", "--channels", "8", "--n-residual", "1",
         "--style-size", "64", "--eval-count", "2", "--eval-size", "32", "--tile", "32"]
 
@@ -36,7 +44,7 @@ def test_ssim_of_an_image_with_itself_is_one_and_of_its_negative_is_below_zero()
 def test_ssim_is_torchmetrics_formula_on_the_windows_inside_the_image():
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
-    from fst.color import luminance
+    from fst.core.color import luminance
 
     torch.manual_seed(0)
     x = torch.rand(3, 3, 64, 80)
@@ -217,7 +225,7 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, extra, 
 @pytest.mark.parametrize("path", sorted((CLASSIC.parent / "ablation").glob("*.yaml")) + [CLASSIC],
                          ids=lambda p: p.stem)
 def test_shipped_recipes_load_and_keep_the_budget_keys_out(path: Path) -> None:
-    from fst.study_runs import SHARED_MODEL_KEYS, load_recipe
+    from fst.study.runs import SHARED_MODEL_KEYS, load_recipe
 
     recipe = load_recipe(path)
     assert recipe["style_loss"] and not set(recipe) & set(SHARED_MODEL_KEYS)

@@ -11,13 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from fst import tiling
+from fst.artefacts.export import export_model
 from fst.cli import main as cli
-from fst.export import export_model
-from fst.stylize import Options, Stylizer, stylize_image
+from fst.models import tiling
+from fst.stylize.image import Options, stylize_image
+from fst.stylize.stylizer import Stylizer
+
 from nets import save_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "fst" / "assets" / "photos"
 
 
@@ -116,7 +118,7 @@ def test_out_of_memory_falls_back_to_tiles(stylizer: Stylizer, monkeypatch: pyte
 
 
 def test_cli_tiling_end_to_end(ckpt: Path, tmp_path: Path) -> None:
-    photo("cat.jpg", (200, 152)).save(tmp_path / "c.png")  # multiples of 4: see fst.tiling.ALIGN
+    photo("cat.jpg", (200, 152)).save(tmp_path / "c.png")  # multiples of 4: see fst.models.tiling.ALIGN
     args = ["stylize", str(tmp_path / "c.png"), "--model", str(ckpt), "--quiet", "--device", "cpu"]
     assert cli([*args, "--out", str(tmp_path / "full.png")]) == 0
     assert cli([*args, "--out", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "48"]) == 0
@@ -197,7 +199,7 @@ def test_refuses_overwriting_inputs_and_clashing_names(ckpt: Path, tmp_path: Pat
 
 
 def test_auto_device_is_cpu_fp32_without_cuda(ckpt: Path) -> None:
-    s = Stylizer(ckpt)  # conftest pins "no native bf16"; tests/test_precision.py covers the other CPU
+    s = Stylizer(ckpt)  # conftest pins "no native bf16"; tests/core/test_precision.py covers the other CPU
     expected = ("cuda", "fp16") if torch.cuda.is_available() else ("cpu", "fp32")
     assert (s.device.type, s.dtype) == expected
 

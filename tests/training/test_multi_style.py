@@ -12,16 +12,17 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fst.checkpoint import load_checkpoint, transformer_from_checkpoint, upgrade_state
+from fst.artefacts.checkpoint import load_checkpoint, transformer_from_checkpoint, upgrade_state
+from fst.artefacts.exported import FORMATS, load_exported
 from fst.cli import main as cli
-from fst.criterion import PerceptualLoss
-from fst.errors import FstError
-from fst.exported import FORMATS, load_exported
-from fst.module import StyleTransferModule
-from fst.transformer import TransformerNet, style_weights, with_new_styles
+from fst.core.errors import FstError
+from fst.losses.criterion import PerceptualLoss
+from fst.models.transformer import TransformerNet, style_weights, with_new_styles
+from fst.training.module import StyleTransferModule
+
 from nets import export_all, make_net, make_styles_net, save_styles_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "tests" / "configs" / "tiny.yaml")
 STYLES = ROOT / "fst" / "assets" / "styles"
 PHOTOS = ROOT / "fst" / "assets" / "photos"
@@ -295,9 +296,9 @@ def test_every_export_takes_style_weights_and_matches_per_style_and_blend(styles
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="AOTInductor needs a C++ compiler")
 def test_a_compiled_package_takes_style_weights_too(styles_ckpt: Path, tmp_path: Path) -> None:
-    from fst.export import export_model
-    from fst.exported import load_compiled
-    from fst.stylize import Stylizer
+    from fst.artefacts.export import export_model
+    from fst.artefacts.exported import load_compiled
+    from fst.stylize.stylizer import Stylizer
 
     package = export_model(styles_ckpt, tmp_path / "three.pt2", "aoti")
     net, _ = transformer_from_checkpoint(styles_ckpt)

@@ -1,0 +1,1 @@
+"""`fst compare`, the loss study: one run per style loss at equal budget, evaluated and reported."""

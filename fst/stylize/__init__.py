@@ -1,0 +1,1 @@
+"""`fst stylize`: one forward pass per image (or tiles), with checkpoints or exported models."""

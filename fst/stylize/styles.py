@@ -1,0 +1,49 @@
+"""Which styles of a several-style model each output gets: every style, `--style` picks or a `--mix`
+blend, as (file-name label, style weights)."""
+
+from __future__ import annotations
+
+import torch
+
+from fst.core.errors import FstError
+from fst.models.transformer import style_weights
+
+
+def style_choices(names: list[str], styles: list[str] | None, mix: str | None) -> list[tuple[str | None, torch.Tensor]]:
+    """(file-name label, (N,) style weights) of each output: --style's picks, --mix's blend, or every style."""
+    if styles and mix:
+        raise FstError("--style and --mix exclude each other (a blend of one style is that style)")
+    n = len(names)
+    if mix is not None:
+        return [(None, style_weights(n, parse_mix(mix, names))[0])]
+    picks = [style_index(ref, names) for item in styles or [] for ref in item.split(",")] or list(range(n))
+    labels = [None] if len(picks) == 1 else [names[k] for k in picks]
+    return [(label, style_weights(n, {k: 1.0})[0]) for label, k in zip(labels, picks)]
+
+
+def style_index(ref: str, names: list[str]) -> int:
+    """A style named by its name or its index."""
+    ref = ref.strip()
+    if ref in names:
+        return names.index(ref)
+    if ref.isdigit() and int(ref) < len(names):
+        return int(ref)
+    raise FstError(f"unknown style {ref!r}: this model holds {', '.join(f'{k}={n}' for k, n in enumerate(names))}")
+
+
+def parse_mix(text: str, names: list[str]) -> dict[int, float]:
+    """--mix NAME=W,NAME=W as {style index: weight}."""
+    mix: dict[int, float] = {}
+    for item in text.split(","):
+        ref, eq, weight = item.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not eq or value is None:
+            raise FstError(f"--mix: {item!r} is not NAME=WEIGHT (e.g. --mix starry_night=0.7,the_scream=0.3)")
+        k = style_index(ref, names)
+        if k in mix:
+            raise FstError(f"--mix: style {names[k]!r} given twice")
+        mix[k] = value
+    return mix

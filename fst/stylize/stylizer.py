@@ -1,0 +1,175 @@
+"""`Stylizer`: a model (a checkpoint or an exported artefact) opened once on a device, run on whole
+images or in tiles, falling back to tiles when memory runs out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from fst.artefacts import compiled
+from fst.artefacts.checkpoint import style_names, transformer_from_checkpoint
+from fst.artefacts.exported import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
+from fst.core import host_memory
+from fst.core import precision as fst_precision
+from fst.core.errors import FstError, first_line
+from fst.models import tiling
+from fst.models.transformer import FixedStyle, TransformerNet
+
+DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
+MIN_TILE = 32
+OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
+    {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
+)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FstError("--device cuda: no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise FstError(f"unknown device {device!r} (choose from auto, cpu, cuda)")
+    return torch.device(device)
+
+
+class Stylizer:
+    """A model on a device: `stylizer(x)` maps (B, 3, H, W) in [0, 1] to the same, fp32.
+
+    Every pass runs fst's own TransformerNet, with a checkpoint's weights or an artefact's, read as
+    data once (`fst.artefacts.exported.open_exported`; an artefact's code or graph never runs), except a trusted
+    AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
+    fst's network on the weights the package carries, read in the same pass over the file.
+    A model of several styles (`style_names`) runs the style weights in `style` ((N,), e.g.
+    `fst.models.transformer.style_weights(N, {k: 1.0})[0]` for style k alone).
+    """
+
+    def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,
+                 trust_compiled: bool = False):
+        self.source = Path(model)
+        self.device = resolve_device(device)
+        if not self.source.is_file():
+            raise FstError(f"{self.source}: model not found")
+        self.format = sniff_format(self.source)
+        self._eager: TransformerNet | None = None
+        self._checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None  # a package's weights, read
+        if self.format in COMPILED and not trust_compiled:
+            raise FstError(f"{self.source}: an AOTInductor package: {compiled.TRUST_HINT}")
+        if trust_compiled and self.format not in COMPILED:
+            raise FstError(f"{self.source}: --trust-compiled is for AOTInductor packages (fst export --format aoti); "
+                           f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
+        if self.format in FORMATS + COMPILED:
+            if self.format in COMPILED:  # auto: the device the package was compiled for
+                self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device,
+                                                                       trusted=trust_compiled)
+                self.device = torch.device(self.meta["device"])
+            else:  # fst's own network with the artefact's weights: full passes and tiles share it
+                self._eager, self.meta = open_exported(self.source, self.device)
+                self._full = adapted(self._eager, DTYPES[self.meta["dtype"]], self.meta["channels_last"])
+            self.dtype = self.meta["dtype"]
+            if dtype not in ("auto", self.dtype):
+                raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
+        else:  # a checkpoint, or something load_checkpoint will explain the problem with
+            self.format = "checkpoint"
+            net, self.meta = transformer_from_checkpoint(self.source)
+            self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
+            if self.dtype not in DTYPES:
+                raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
+            self._eager = net.to(self.device, DTYPES[self.dtype])
+            self._full = self._eager
+        if self.device.type == "cpu":
+            host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
+        self.style_names = style_names(self.meta, str(self.source))
+        self.n_styles = len(self.style_names)
+        self.style: torch.Tensor | None = None  # (n_styles,) weights of the style (or blend) in use
+        self.warning = fst_precision.slow_bf16_warning(self.device.type, self.dtype, "--dtype auto", "--dtype fp32")
+        # Inductor fuses instance norm, ReLU and padding into few passes: ~2x on CPU bf16 at 1080p.
+        # Compiled lazily, per shape first and then with dynamic shapes (torch's default).
+        self._compiled = None
+        if compile:
+            self.compile()
+
+    def compile(self) -> None:
+        self._compiled = torch.compile(self.eager)
+
+    def describe(self) -> str:
+        style = self.meta.get("style_name") or "?"
+        return f"{self.source.name} ({self.format}, style {style!r}, step {self.meta.get('global_step', '?')}) on {self.device} {self.dtype}"
+
+    @property
+    def eager(self) -> TransformerNet:
+        if self._eager is None:
+            self._eager, _ = open_exported(self.source, self.device, self._checked)
+        return self._eager
+
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's inputs for images x: x, and for several styles the weights of the one in use."""
+        if self.n_styles == 1:
+            return (x,)
+        if self.style is None:
+            raise FstError(f"{self.source}: holds {self.n_styles} styles; choose one (Stylizer.style)")
+        return x, self.style.to(x.device).expand(x.shape[0], -1)
+
+    def full(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(DTYPES[self.dtype])  # artefacts cast to their dtype too: the same values either way
+        if self._compiled is not None:
+            try:
+                return self._compiled(*self._inputs(x)).float()
+            except OOM_ERRORS:
+                raise
+            except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
+                tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
+                self._compiled = None
+        return self._full(*self._inputs(x)).float()
+
+    def tiled(self, x: torch.Tensor, tile: int, overlap: int, stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
+        net = self.eager if self.n_styles == 1 else FixedStyle(self.eager, self._inputs(x[:1])[1][0])
+        xt = x.to(DTYPES[self.dtype])
+        return tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float()
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
+        x = x.to(self.device)
+        if tile is not None and max(x.shape[-2:]) > tile:
+            return self._tiled_with_fallback(x, tile, overlap)
+        if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:
+            tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is beyond the package's {compiled.SIDE[1]} px; "
+                       f"tiling at {DEFAULT_TILE}", file=sys.stderr)
+            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
+        if self.beyond_32bit_indexing(x):
+            tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is too large for one CUDA pass; tiling at {DEFAULT_TILE}", file=sys.stderr)
+            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
+        try:
+            return self.full(x)
+        except OOM_ERRORS:
+            pass  # retry outside the handler: its traceback still holds the failed pass's activations
+        self._free()
+        tile = min(DEFAULT_TILE, max(x.shape[-2:]) // 2 + overlap)
+        tqdm.write(f"fst stylize: out of memory at {x.shape[-1]}x{x.shape[-2]}; tiling at {tile}", file=sys.stderr)
+        return self._tiled_with_fallback(x, tile, overlap)
+
+    def beyond_32bit_indexing(self, x: torch.Tensor) -> bool:
+        """CUDA kernels refuse tensors of 2^31+ elements (an error, not an out-of-memory): the
+        widest full-resolution activation, up2's input, has 2 * channels planes."""
+        planes = 2 * int(self.meta["net"]["channels"])
+        return self.device.type == "cuda" and x.shape[0] * planes * x.shape[-2] * x.shape[-1] >= 2**31
+
+    def _tiled_with_fallback(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+        """Tiles, halving tile and statistics size for as long as memory runs out."""
+        stats_side = tiling.DEFAULT_STATS_SIDE
+        while True:
+            try:
+                return self.tiled(x, tile, overlap, stats_side)
+            except OOM_ERRORS:
+                pass  # as in __call__: free only once the handler's traceback is gone
+            self._free()
+            if tile <= 2 * MIN_TILE:
+                raise FstError(f"out of memory even with {tile}px tiles on {self.device}")
+            tile, stats_side = tile // 2, max(256, stats_side // 2)
+
+    def _free(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, `fst fit` / `fst validate`, stopping and resuming, one run per folder."""
