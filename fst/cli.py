@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from fst.core.errors import FstError
+from fst.core.errors import FstError, first_line
 from fst.core.signals import Interrupted, handled
 
 # name -> (module:function, one-line help). Each function takes argv (without the subcommand).
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             code = func(rest)
     except FstError as e:
         print(f"fst {name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's answer (a full disk, a read-only folder): the user's to fix
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"fst {name}: error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"fst {name}: {e}", file=sys.stderr)

@@ -34,6 +34,7 @@ from fst.data.datamodule import ShardDataModule
 from fst.data.manifest import Settings
 from fst.data.shards import sample_shards
 
+from disks import tmpfs
 from nets import random_photo_shards, save_checkpoint
 from runs import ROOT, fst_subprocess, run_args
 
@@ -327,15 +328,8 @@ def test_sigterm_ends_stylize_with_no_half_written_file(tmp_path: Path) -> None:
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 5 MiB filesystem: the tiny model's checkpoints are 1.8 MB, so step 2 and last.ckpt
     fit and step 4 does not."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "5m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.mark.slow

@@ -21,13 +21,18 @@ weights are checked against its config before any network is built (`transformer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fst.artefacts.metadata import check_metadata
+from fst.artefacts.sniff import KINDS, sniff_format
 from fst.core.errors import FstError
 from fst.models.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
+from fst.models.vgg_arch import CFGS as VGG_CONFIGS
+from fst.untrusted.plain_data import check_plain, describe
 from fst.untrusted.torch_files import read_torch
 
 FORMAT = 1
@@ -47,25 +52,84 @@ def payload(net: TransformerNet, **meta: Any) -> dict[str, Any]:
     return {"state_dict": state, "global_step": meta.get("global_step", 0), "fst": fst_metadata(net, **meta)}
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+# What a checkpoint's storages can need beyond the transformer's weights (P parameters): Adam's two
+# moments and one spare copy (AdamW, a trainer's fp32 copy) make 4 P floats; each style's
+# statistics are at most one large (MAX_STAT_SIDE, widest VGG layer) float tensor for each VGG
+# layer (a gram matrix, samples or quantiles; the other statistics are a few numbers per channel).
+# Generous, and finite: a file declaring more is refused before any of its tensors is read.
+MAX_STAT_SIDE = 16384  # fst.losses.style.MAX_SAMPLES: stored positions or quantiles per layer
+WIDEST_LAYER = max(c for cfg in VGG_CONFIGS.values() for c in cfg if isinstance(c, int))
+MAX_STAT = MAX_STAT_SIDE * WIDEST_LAYER
+STATS_PER_STYLE = 4 * max(sum(isinstance(c, int) for c in cfg) for cfg in VGG_CONFIGS.values()) * MAX_STAT  # bytes
+SLACK_BYTES = 16 << 20  # step counters, scalars
+
+Check = Callable[[dict[str, Any], str], None]
+
+
+def load_checkpoint(path: str | Path, check: Check | None = None) -> dict[str, Any]:
     """The checkpoint's dict, read as data (`fst.untrusted.torch_files.read_torch`), with one-line errors for
-    every way a file can be something else: damaged, not a torch file, not fst's, a wrong layout."""
+    every way a file can be something else: damaged, not a torch file, not fst's, a wrong layout. Its
+    structure, metadata and every tensor's shape are checked (`check_checkpoint`, then `check`, given
+    the checkpoint with meta-device tensors) before a single weight is read."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: checkpoint not found")
-    ckpt = read_torch(path, str(path), "checkpoint")
+    kind = sniff_format(path)
+    if kind in KINDS:
+        raise FstError(f"{path}: is {KINDS[kind]} that fst export wrote, not a training checkpoint; "
+                       "this takes the .ckpt that fst fit writes")
+
+    def checked(ckpt: Any, storage_bytes: int) -> None:
+        check_checkpoint(ckpt, str(path), storage_bytes)
+        if check is not None:
+            check(ckpt, str(path))
+
+    return read_torch(path, str(path), "checkpoint", checked)
+
+
+def check_checkpoint(ckpt: Any, origin: str, storage_bytes: int) -> None:
+    """Refuse a checkpoint that is not what fst writes: plain data and tensors, fst metadata of the
+    schema (`fst.artefacts.metadata`), weights of its config, bounded statistics, and no more bytes in
+    its storages than those can need."""
+    check_plain(ckpt, origin, "checkpoint", tensors=True)
     if not isinstance(ckpt, dict) or "fst" not in ckpt or "state_dict" not in ckpt:
-        raise FstError(f"{path}: not an fst checkpoint (no 'fst' metadata; was it written by `fst fit`?)")
+        raise FstError(f"{origin}: not an fst checkpoint (no 'fst' metadata; was it written by `fst fit`?)")
     meta, state = ckpt["fst"], ckpt["state_dict"]
     if not isinstance(meta, dict):
-        raise FstError(f"{path}: not an fst checkpoint (its 'fst' entry is a {type(meta).__name__}, not a dict)")
+        raise FstError(f"{origin}: not an fst checkpoint (its 'fst' entry is a {type(meta).__name__}, not a dict)")
     if meta.get("format") != FORMAT:
-        raise FstError(f"{path}: fst checkpoint format {meta.get('format')!r}, this fst reads {FORMAT}")
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise FstError(f"{path}: not an fst checkpoint (its 'state_dict' is not a dict of named tensors)")
+        raise FstError(f"{origin}: fst checkpoint format {describe(meta.get('format'))}, this fst reads {FORMAT}")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise FstError(f"{origin}: not an fst checkpoint (its 'state_dict' is not a dict of named tensors)")
     if type(meta.get("global_step", 0)) is not int or type(ckpt.get("global_step", 0)) is not int:
-        raise FstError(f"{path}: not an fst checkpoint (its global_step is not an integer)")
-    return ckpt
+        raise FstError(f"{origin}: not an fst checkpoint (its global_step is not an integer)")
+    check_metadata(meta, origin)
+    if not 0 <= ckpt.get("global_step", 0) < 2**63:
+        raise FstError(f"{origin}: its global_step {describe(ckpt['global_step'])} is not from 0 to 2^63-1")
+    weights = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
+    config = check_weights(meta.get("net"), weights, origin)
+    style_names(meta, origin)
+    check_statistics(upgrade_state(state), config["n_styles"], origin)
+    params = sum(v.numel() for v in weights.values())
+    bound = 4 * params * 4 + config["n_styles"] * STATS_PER_STYLE + SLACK_BYTES
+    if storage_bytes > bound:
+        raise FstError(f"{origin}: refused: its tensors hold {storage_bytes} bytes, more than a network of "
+                       f"{params} parameters and {config['n_styles']} styles can need ({bound})")
+
+
+def check_statistics(state: dict[str, torch.Tensor], n_styles: int, origin: str) -> None:
+    """Every style statistic is style k's (k < n_styles) and a float tensor of at most two
+    dimensions and `MAX_STAT` elements: a criterion makes one buffer per statistic it finds."""
+    for key, value in state.items():
+        if not key.startswith(TARGETS):
+            continue
+        style, _, name = key[len(TARGETS):].partition(".")
+        if not (style.isdecimal() and len(style) <= 6 and int(style) < n_styles and "__" in name):
+            raise FstError(f"{origin}: style statistic {describe(key)} is not named <style>.<layer>__<stat> "
+                           f"for one of its {n_styles} styles")
+        if not value.is_floating_point() or value.dim() > 2 or value.numel() > MAX_STAT:
+            raise FstError(f"{origin}: style statistic {key} is a {value.dtype} tensor of shape {tuple(value.shape)}; "
+                           f"fst's are float, at most 2-D, of at most {MAX_STAT} elements")
 
 
 def transformer_from_checkpoint(ckpt: str | Path | dict[str, Any]) -> tuple[TransformerNet, dict[str, Any]]:
@@ -130,7 +194,9 @@ def style_names(meta: dict[str, Any], origin: str) -> list[str]:
     names = meta.get("styles", [meta.get("style_name") or "style"] if n == 1 else None)
     if not (isinstance(names, list) and len(names) == n and all(isinstance(x, str) and x for x in names)
             and len(set(names)) == n):
-        raise FstError(f"{origin}: its metadata does not name its {n} styles (styles: {names!r})")
+        shown = [describe(x) for x in names[:4]] if isinstance(names, list) else describe(names)
+        raise FstError(f"{origin}: its metadata does not name its {n} styles (styles: {shown}"
+                       f"{f' and {len(names) - 4} more' if isinstance(names, list) and len(names) > 4 else ''})")
     return names
 
 

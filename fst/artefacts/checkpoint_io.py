@@ -19,9 +19,9 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.plugins import CheckpointIO, TorchCheckpointIO
 
+from fst.artefacts.resume import read_resumable
 from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path
-from fst.untrusted.torch_files import read_torch
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,10 +49,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         """Resuming reads the file as data (`fst.untrusted`): Lightning's own loader unpickles with
-        torch's default, which runs code on torch < 2.6."""
+        torch's default, which runs code on torch < 2.6; and checks it as a checkpoint to resume
+        from (`fst.artefacts.resume`), whoever calls `Trainer.fit` with it."""
         if "://" in str(path):  # object storage: fsspec, through torch's weights_only loader
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-        checkpoint = read_torch(Path(path), str(path), "checkpoint")
+        checkpoint = read_resumable(Path(path))
         if isinstance(map_location, (str, torch.device)):  # Lightning's default keeps tensors on the CPU
             checkpoint = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.to(map_location))
         return checkpoint

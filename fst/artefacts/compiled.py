@@ -45,7 +45,8 @@ from torch import nn
 from fst.core.errors import FstError, first_line
 from fst.core.precision import cpu_flags
 from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
-from fst.untrusted.torch_files import open_zip
+from fst.untrusted.plain_data import parse_json
+from fst.untrusted.torch_files import MAX_METADATA, open_zip, read_member
 
 BATCH = (1, 64)
 SIDE = (MIN_SIDE, 4096)
@@ -141,8 +142,9 @@ def read_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], d
         root = package_root(names, str(path))
         aoti_meta = [n for n in names if n.startswith(f"{root}/data/aotinductor/") and n.endswith("wrapper_metadata.json")]
         try:
-            fst_meta = json.loads(zf.read(f"{root}/{META_MEMBER}"))
-            compiled_for = json.loads(zf.read(aoti_meta[0])) if aoti_meta else {}
+            fst_meta = parse_json(read_member(zf, f"{root}/{META_MEMBER}", MAX_METADATA, str(path)), str(path), META_KEY)
+            compiled_for = parse_json(read_member(zf, aoti_meta[0], MAX_METADATA, str(path)), str(path),
+                                      aoti_meta[0].rsplit("/", 1)[-1]) if aoti_meta else {}
             state = load_safetensors(zf.read(f"{root}/{WEIGHTS_MEMBER}"))
         except (KeyError, ValueError, SafetensorError) as e:
             raise FstError(f"{path}: not an fst AOTInductor package (no readable fst metadata and weights: "

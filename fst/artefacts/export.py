@@ -68,7 +68,7 @@ from fst.artefacts.exported import (
 )
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
-from fst.io.files import atomic_path
+from fst.io.files import remove_temps, writing
 from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
 
 EXPORT_VERSION = 1
@@ -156,8 +156,9 @@ def export_model(
         say(f"compiling with AOTInductor for {device} {dtype} (a minute or more)")
     # Serialise to memory first: archive member names then never mention the temp file.
     data = WRITERS[format](net.eval(), meta, channels_last)
-    with atomic_path(out) as tmp:
+    with writing(out) as tmp:
         tmp.write_bytes(data)
+    remove_temps(out)  # what an export killed before its rename (kill -9, power cut) left
     return out
 
 

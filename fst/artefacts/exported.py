@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,12 @@ from torch import nn
 
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import check_weights, net_config, transformer_from_state
+from fst.artefacts.metadata import check_metadata
+from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
 from fst.untrusted.onnx_files import read_onnx
+from fst.untrusted.plain_data import parse_json
 from fst.untrusted.torch_export import read_pt2
 from fst.untrusted.torchscript import read_torchscript
 
@@ -52,30 +53,6 @@ def adapted(fn: Callable[..., torch.Tensor], dtype: torch.dtype, channels_last: 
         return fn(y, *w).to(x.dtype)
 
     return run
-
-
-def sniff_format(path: str | Path) -> str | None:
-    """'torchscript', 'export', 'onnx', 'checkpoint' (a torch.save file), or None if none of them.
-    Only names are looked at (a zip's member list, the suffix): nothing is loaded."""
-    path = Path(path)
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-            return None
-        if compiled.is_package(names):
-            return "aoti"
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-        if any(n.split("/")[-1] in ("serialized_exported_program.json", "archive_format") for n in names):
-            return "export"
-        if any(n.endswith("/data.pkl") for n in names):
-            return "checkpoint"
-        return None
-    if path.suffix.lower() == ".onnx":
-        return "onnx"
-    return None
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
@@ -156,17 +133,15 @@ def optional(module: str) -> Any:
 
 
 def _parse_meta(path: Path, text: str | bytes | None) -> dict[str, Any]:
-    try:
-        meta = json.loads(text) if text else None
-    except ValueError:
-        meta = None
-    return _check_meta(path, meta)
+    return _check_meta(path, parse_json(text, str(path), META_FILE) if text else None)
 
 
 def _check_meta(path: Path, meta: Any) -> dict[str, Any]:
-    """`meta` if it is fst metadata with the fields every reader relies on."""
+    """`meta` if it is fst metadata of the schema (`fst.artefacts.metadata`) with the fields every
+    reader relies on."""
     if not isinstance(meta, dict) or "fst_export" not in meta:
         raise FstError(f"{path}: no fst metadata ({META_FILE}); was it written by `fst export`?")
+    check_metadata(meta, str(path), META_FILE)
     if meta.get("dtype") not in DTYPES or not isinstance(meta.get("channels_last"), bool):
         raise FstError(f"{path}: fst metadata with dtype {meta.get('dtype')!r} and channels_last "
                        f"{meta.get('channels_last')!r}; expected one of {', '.join(DTYPES)} and true/false")

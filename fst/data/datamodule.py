@@ -121,6 +121,12 @@ class ShardDataModule(pl.LightningDataModule):
         self.photos: list[dict] = []
         self.stream_seed = seed  # re-derived on resume so a resumed run continues with fresh data
 
+    def check_inputs(self) -> None:
+        """The shards and the preview folder exist (before a run creates any folder)."""
+        resolve_shards(self.train_shards)
+        if self.val_photos is not None:
+            self._val_folder()
+
     def state_dict(self) -> dict:
         trainer = getattr(self, "trainer", None)
         return {"seed": self.seed, "global_step": int(trainer.global_step) if trainer is not None else 0}

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import ExifTags, Image
 
 from fst.data.sources import Source
-from fst.io.files import atomic_path, sha256_file
+from fst.io.files import sha256_file, writing
 from fst.io.images import ImageError, open_image, read_file, to_rgb
 
 
@@ -79,7 +79,7 @@ def write_shard(path: Path, samples: list[tuple[str, Prepared]]) -> str:
     """Write `(key, prepared)` samples to `path` via a temporary name; return its sha256."""
     from webdataset import TarWriter  # lazy: webdataset imports torch, which `--help` and the workers don't need
 
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         # Fixed mtime/owner/mode: the same samples always give the same bytes.
         with TarWriter(str(tmp), user="fst", group="fst", mtime=0, encoder=False) as sink:
             for key, p in samples:

@@ -67,7 +67,7 @@ def build_shards(
         raise FstError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root}")
     writable_dir(out, "shard folder")
     with _locked(out):
-        state = resume_state(out, fresh_manifest(root, layout, settings, sources))
+        state, recorded = resume_state(out, fresh_manifest(root, layout, settings, sources))
         redo = [s for s in state["shards"] if not (out / s["name"]).is_file() or sha256_file(out / s["name"]) != s["sha256"]]
         todo = [i for s in redo for i in range(s["start"], s["end"])] + list(range(state["next"], len(sources)))
         work = partial(prepare, max_size=settings.max_size, quality=settings.quality)
@@ -76,7 +76,7 @@ def build_shards(
             for shard in redo:
                 _rebuild(out, state, shard, sources, results)
             _append(out, state, sources, results)
-        remove_stale(out, settings.prefix, state)
+        remove_stale(out, settings.prefix, state, recorded)
     return state
 
 
@@ -142,7 +142,8 @@ def _mapper(workers: int):
     if workers <= 1:
         yield map
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    # forkserver: a fork of a process whose threads hold locks (torch, tqdm) can deadlock its children
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
         yield partial(pool.imap, chunksize=4)
 
 
@@ -219,7 +220,7 @@ def main(argv: list[str]) -> int:
         if args.input is None or args.out is None:
             parser.error("INPUT and --out are required (or use --sample)")
         splits = args.splits.split(",") if args.splits else None
-        prefix = args.prefix or ("coco" if splits or looks_like_coco(args.input) else "shard")
+        prefix = args.prefix if args.prefix is not None else ("coco" if splits or looks_like_coco(args.input) else "shard")
         settings = Settings(prefix, args.shard_size, args.max_size, args.quality)
         out = args.out
         manifest = build_shards(args.input, out, settings, workers=args.workers, splits=splits, progress=not args.quiet)

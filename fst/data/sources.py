@@ -8,10 +8,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fst.core.errors import FstError
+from fst.core.errors import FstError, first_line
 from fst.io.images import image_paths
 
 COCO_SPLIT = re.compile(r"^(train|val|test)(\d{4})$")
+MAX_CAPTIONS_BYTES = 1 << 30  # COCO 2017's train captions are 91 MB
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,15 @@ def _coco_captions(path: Path) -> tuple[dict[str, int], dict[int, tuple[str, ...
     if not path.exists():
         return {}, {}
     try:
+        if path.stat().st_size > MAX_CAPTIONS_BYTES:
+            raise ValueError(f"over {MAX_CAPTIONS_BYTES >> 20} MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
         ids = {im["file_name"]: int(im["id"]) for im in data["images"]}
         by_id: dict[int, list[tuple[int, str]]] = {}
         for ann in data.get("annotations", []):
             by_id.setdefault(int(ann["image_id"]), []).append((int(ann.get("id", 0)), ann["caption"].strip()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FstError(f"{path}: not a COCO captions file ({type(e).__name__}: {e})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise FstError(f"{path}: not a COCO captions file ({type(e).__name__}: {first_line(e)[:200]})") from None
     return ids, {k: tuple(c for _, c in sorted(v)) for k, v in by_id.items()}
 
 

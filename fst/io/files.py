@@ -11,10 +11,21 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from fst.core.errors import FstError
+
+NAME_MAX = 255  # bytes in one file name on Linux file systems
+TEMP_EXTRA = len(".12345678.tmp") + 1  # what `temp_name` adds to a name
+
+
+def temp_stem(out: Path) -> str:
+    """`out`'s stem, cut (at a character) so that its temp name still fits in NAME_MAX bytes."""
+    room = NAME_MAX - TEMP_EXTRA - len(out.suffix.encode())
+    return out.stem.encode()[:room].decode(errors="ignore")
+
 
 def temp_name(out: Path) -> str:
     """The name `atomic_path` writes `out` under first: hidden, random, same suffix."""
-    return f".{out.stem}.{secrets.token_hex(4)}.tmp{out.suffix}"
+    return f".{temp_stem(out)}.{secrets.token_hex(4)}.tmp{out.suffix}"
 
 
 def temp_name_pattern(stem_pattern: str, suffix: str) -> str:
@@ -43,11 +54,34 @@ def atomic_path(out: Path) -> Iterator[Path]:
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[Path]:
+    """`atomic_path`, where a failed write (a full disk, a file-size limit, a folder that went
+    read-only) is one FstError naming `out`; nothing is left under either name."""
+    try:
+        with atomic_path(out) as tmp:
+            yield tmp
+    except OSError as e:
+        raise FstError(f"{out}: cannot write: {e.strerror or e}") from None
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """`data` (text as UTF-8) to `path` through `atomic_path`, making its folder if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    """`data` (text as UTF-8) to `path` through `writing`, making its folder if needed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FstError(f"{path.parent}: cannot create folder: {e.strerror or e}") from None
+    with writing(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def remove_temps(out: Path) -> None:
+    """Delete the temp files a killed writer of `out` left beside it: names only `atomic_path`
+    gives (hidden, `out`'s stem, 8 random hex digits, `.tmp`), regular files only."""
+    pattern = re.compile(temp_name_pattern(re.escape(temp_stem(out)), out.suffix))
+    for path in out.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 def fsync(path: Path) -> None:

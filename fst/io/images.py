@@ -1,7 +1,7 @@
 """Reading photos safely: one decoder for the shard builder, the loader and `fst stylize`.
 
 `open_image` decodes fully (so truncation shows up here, not mid-training), applies the EXIF
-orientation and refuses absurd sizes; `to_rgb` turns any mode (grayscale, palette, CMYK, RGBA,
+orientation and refuses absurd sizes (over `MAX_PIXELS`, or a file over `MAX_FILE_BYTES`); `to_rgb` turns any mode (grayscale, palette, CMYK, RGBA,
 16-bit) into 8-bit RGB; `alpha_channel` keeps the transparency that stylize carries over.
 Every failure is an `ImageError` whose `reason` is a short phrase fit for a manifest or a log.
 Only regular files are ever opened: a FIFO named `x.jpg` would block the reader forever, a device
@@ -23,6 +23,8 @@ from fst.core.errors import FstError, first_line
 
 # Far above any photo we train on, far below what would exhaust memory when decoded.
 MAX_PIXELS = 100_000_000
+# Every file is read whole before decoding: 100 MP of 16-bit RGBA is 800 MB uncompressed.
+MAX_FILE_BYTES = 1 << 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"))
@@ -66,9 +68,19 @@ def read_file(path: Path, name: str) -> bytes:
         # O_NONBLOCK: were the path swapped for a FIFO after the check, open returns instead of waiting.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise ImageError(name, "not a regular file")
-            return f.read()
+            data = b""
+            if info.st_size <= MAX_FILE_BYTES:
+                # read(n) allocates n bytes first: ask for the size the stat gave, more only if it grew
+                data = f.read(info.st_size + 1)
+                if len(data) > info.st_size:
+                    data += f.read(MAX_FILE_BYTES + 1 - len(data))
+            if max(info.st_size, len(data)) > MAX_FILE_BYTES:
+                raise ImageError(name, f"too large ({max(info.st_size, len(data)) / 2**30:.1f} GiB file, "
+                                       f"over {MAX_FILE_BYTES // 2**30} GiB)")
+            return data
     except FileNotFoundError:
         raise ImageError(name, "no such file") from None
     except OSError as e:
@@ -111,7 +123,7 @@ def open_image(source: str | Path | bytes, *, name: str | None = None, draft: in
             raise ImageError(name, f"too large (over {MAX_PIXELS // 1_000_000} MP)") from None
         except UnidentifiedImageError:
             raise ImageError(name, "not an image") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
+        except Exception as e:  # a crafted header trips PIL's plugins in their own ways (TypeError, NotImplementedError)
             raise ImageError(name, _decode_reason(e)) from None
     return _oriented(img)
 

@@ -1,6 +1,7 @@
-"""`fst stylize`: photos in, stylised photos out, with a checkpoint or an exported model.
+"""`fst stylize`: photos and clips in, stylised photos and clips out, with a checkpoint or an exported model.
 
     fst stylize photo.jpg --model starry.ckpt --out styled.jpg
+    fst stylize clip.mp4 --model starry.ckpt --out styled.mp4
     fst stylize photos/ 'more/*.png' --model starry.pt --out styled/ --ext png --tile 1024
 
 - Inputs: files, folders (their image files, not recursive) and globs. Outputs: a file for a single
@@ -13,16 +14,21 @@
   --format aoti``) is machine code and runs only with ``--trust-compiled`` (`fst.artefacts.compiled`). ``--compile`` runs the network through
   torch.compile (an eager copy of an artefact's weights), falling back to eager if compiling fails.
 - Large images: ``--tile`` runs overlapping tiles with whole-image instance-norm statistics
-  (`fst.models.tiling`); a full pass that runs out of memory falls back to that automatically. Tiling
-  needs module hooks, so for exported models it runs an eager copy of the artefact's weights.
+  (`fst.models.tiling`); a full pass that runs out of memory falls back to that automatically, and on
+  the CPU one that would not fit in the free memory is tiled from the start (`fst.stylize.memory`).
+  Tiling needs module hooks, so for exported models it runs an eager copy of the artefact's weights.
+  Images under the network's smallest side (`MIN_SIDE`, after ``--max-size``) are skipped.
 - A network of several styles (``fst fit`` with ``style_images``): every style by default, one
-  output per style named ``<stem>_<style><ext>``; ``--style NAME`` (or its index; repeatable) picks
+  output per style named ``<stem>_<style><ext>`` (the name made safe for a file name: it is data
+  from the model file); ``--style NAME`` (or its index; repeatable) picks
   styles, ``--mix NAME=W,NAME=W`` blends them (weights normalised to sum 1). A single output (one
   style, or a blend) is named as without styles.
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
-- A file that cannot be read or written is reported on one line and skipped; the rest are done,
-  and the exit status is 1 with a summary.
+- Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the
+  same frames and timestamps, audio copied untouched; ``--ext`` applies to inputs of its kind.
+- A file that cannot be read, stylised or written, for whatever reason, is reported on one line and
+  skipped; the rest are done, and the exit status is 1 with a summary. A stop signal still stops.
 """
 
 from __future__ import annotations
@@ -35,13 +41,15 @@ from tqdm import tqdm
 
 from fst.artefacts.exported import DTYPES
 from fst.core.arguments import ArgumentParser
-from fst.core.errors import FstError
+from fst.core.errors import FstError, first_line
 from fst.models import tiling
+from fst.stylize.clips import is_clip
 from fst.stylize.compile_choice import COMPILE_CHOICES, compile_pays
 from fst.stylize.image import Options, Output, PartlyWritten, stylize_file
 from fst.stylize.outputs import collect_inputs, plan_outputs, with_style_labels
 from fst.stylize.styles import style_choices
 from fst.stylize.stylizer import Stylizer
+from fst.stylize.video import stylize_clip
 
 
 def stylize_files(stylizer: Stylizer, files: list[Path], outputs: list[list[Output]], opts: Options,
@@ -52,15 +60,26 @@ def stylize_files(stylizer: Stylizer, files: list[Path], outputs: list[list[Outp
     written = 0
     for src, outs in tqdm(list(zip(files, outputs)), desc="stylize", unit="img", disable=not progress or None, file=sys.stderr):
         try:
-            written += stylize_file(stylizer, src, outs, opts)
+            if is_clip(src):
+                written += stylize_clip(stylizer, src, outs, opts, progress)
+            else:
+                written += stylize_file(stylizer, src, outs, opts)
             continue
         except PartlyWritten as e:
             written += e.written
             failed.append(f"{src}: {e}")
         except FstError as e:  # images.ImageError names the file already
             failed.append(str(e) if str(src) in str(e) else f"{src}: {e}")
-        tqdm.write(f"fst stylize: skipped {failed[-1]}", file=sys.stderr)
+        except Exception as e:  # whatever one file does is that file's; a stop signal is no Exception
+            failed.append(f"{src}: {type(e).__name__}: {first_line(e)[:300]}")
+        tqdm.write(f"fst stylize: skipped {printable(failed[-1])}", file=sys.stderr)
     return written, failed
+
+
+def printable(text: str) -> str:
+    """`text` as one line that cannot steer a terminal: a newline or an escape sequence in a file's
+    name is shown escaped, as repr shows it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    " when the inputs are large enough to win the compile time back (docs/benchmarks.md);"
                    " `--compile` alone means yes")
     p.add_argument("--tile", type=int, default=None, metavar="SIZE", help="stylise in SIZE x SIZE tiles")
-    p.add_argument("--overlap", type=int, default=tiling.DEFAULT_OVERLAP, metavar="PX", help="tile overlap (default %(default)s)")
+    p.add_argument("--overlap", type=int, default=None, metavar="PX",
+                   help=f"tile overlap (default {tiling.DEFAULT_OVERLAP}, at most a quarter of --tile)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX", help="downscale so the long side is at most PX")
     p.add_argument("--style", action="append", metavar="NAME", default=None,
                    help="a model of several styles: the style to apply, by name or index (repeat or comma-separate"
@@ -96,9 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_overlap(tile: int | None) -> int:
+    """DEFAULT_OVERLAP, or a quarter of a tile too small for it (`--tile 64` alone is no error)."""
+    return tiling.DEFAULT_OVERLAP if tile is None else max(0, min(tiling.DEFAULT_OVERLAP, tile // 4))
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    opts = Options(args.tile, args.overlap, args.max_size, args.strength, args.preserve_color)
+    overlap = args.overlap if args.overlap is not None else default_overlap(args.tile)
+    opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color)
     files, problems = collect_inputs(args.inputs)
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
@@ -114,7 +140,7 @@ def main(argv: list[str]) -> int:
     if not args.quiet:
         print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
     for line in problems:
-        print(f"fst stylize: skipped {line}", file=sys.stderr)
+        print(f"fst stylize: skipped {printable(line)}", file=sys.stderr)
     # Per file, every chosen style: each image is read and decoded once.
     outputs = [[(weights, targets_of[i]) for (_, weights), targets_of in zip(choices, per_style)] for i in range(len(files))]
     done, failed = stylize_files(stylizer, files, outputs, opts, progress=not args.quiet)

@@ -4,6 +4,7 @@ compile times and savings."""
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -46,10 +47,16 @@ def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Opt
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the header only, upright as stylised (EXIF rotation); None if unreadable."""
+    """(width, height) from the header only, upright as stylised (EXIF rotation); None if unreadable.
+
+    Any input may be hostile and this runs before the per-file guard of `stylize_file`: a
+    decompression bomb (PIL's DecompressionBombError) or a header PIL trips over is None here, and
+    that file's own pass reports it."""
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-    except (OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except Exception:
         return None

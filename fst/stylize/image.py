@@ -12,11 +12,12 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from fst.core.color import luminance
-from fst.core.errors import FstError
+from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path
 from fst.io.images import alpha_channel, open_image, to_rgb
 from fst.models import tiling
-from fst.stylize.outputs import image_format
+from fst.models.transformer import MIN_SIDE
+from fst.stylize.outputs import check_size, image_format
 from fst.stylize.stylizer import MIN_TILE, Stylizer
 
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA"}
@@ -69,8 +70,17 @@ def fit_long_side(img: Image.Image, max_size: int | None) -> Image.Image:
     return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
 
 
+def check_min_side(size: tuple[int, int], max_size: int | None) -> None:
+    """Refuse an image the network cannot take: a side under MIN_SIDE, as read or after --max-size."""
+    fitted = fit_size(size, max_size)
+    if fitted is not None and min(fitted) < MIN_SIDE:
+        after = f" after --max-size {max_size}" if fitted != size else ""
+        raise FstError(f"too small: {fitted[0]}x{fitted[1]}{after}; the network needs at least {MIN_SIDE} px a side")
+
+
 def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options()) -> Image.Image:
     """An RGB PIL image stylised per `opts` (resize, tiling, colour, strength), 8-bit RGB back."""
+    check_min_side(img.size, opts.max_size)
     content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div(255)
     content = content.to(stylizer.device)
     out = stylizer(content, opts.tile, opts.overlap)
@@ -105,10 +115,16 @@ def stylize_file(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Opt
     """Read `src` once and write each output (one per style chosen); how many were written."""
     raw = open_image(src)
     img, alpha = to_rgb(raw, str(src)), alpha_channel(raw)
+    check_min_side(img.size, opts.max_size)
+    for _, dst in outputs:  # before any pass: a format that cannot hold this size costs no time
+        check_size(dst, fit_size(img.size, opts.max_size) or img.size)
     for written, (weights, dst) in enumerate(outputs):
         stylizer.style = weights
+        styled = stylize_image(stylizer, img, opts)
         try:
-            save_image(stylize_image(stylizer, img, opts), dst, alpha)
+            save_image(styled, dst, alpha)
         except OSError as e:
             raise PartlyWritten(written, f"cannot write {dst}: {e.strerror or e}") from None
+        except Exception as e:  # an encoder's own limits (PIL raises ValueError, OverflowError, ...)
+            raise PartlyWritten(written, f"cannot write {dst}: {type(e).__name__}: {first_line(e)}") from None
     return len(outputs)

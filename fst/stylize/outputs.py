@@ -3,21 +3,81 @@ folders and globs name, and where each output goes (per style too), every target
 
 from __future__ import annotations
 
+import functools
 import glob
+import io
+import re
 from pathlib import Path
 
 from PIL import Image
 
-from fst.core.errors import FstError
+from fst.core.errors import FstError, first_line
 from fst.io.images import image_paths, not_regular
 from fst.io.output_dir import writable_dir
+from fst.stylize.clips import VIDEO_SUFFIXES, clip_paths, is_clip
+
+# The most pixels a side each format's writer takes (beyond it PIL raises, each format its own way):
+# WebP's own limit, libjpeg's, and the 16-bit size fields of the others.
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "MPO": 65500, "GIF": 65535, "PCX": 65535, "SGI": 65535, "TGA": 65535}
+# A style label in a file name: letters and digits of any script, and _ . + = -; at most this many bytes.
+_UNSAFE = re.compile(r"[^\w.+=-]+")
+MAX_LABEL_BYTES = 64
+_EXT = re.compile(r"[A-Za-z0-9]+")
 
 
 def image_format(path: Path) -> str:
+    """The PIL format `path`'s extension names, if PIL writes an RGB photo in it as it is."""
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise FstError(f"{path}: cannot write images with extension {path.suffix or '(none)'!r}")
+    problem = _cannot_write(fmt)
+    if problem:
+        raise FstError(f"{path}: cannot write {fmt} images of photos ({problem})")
     return fmt
+
+
+@functools.lru_cache(maxsize=None)
+def _cannot_write(fmt: str) -> str | None:
+    """Why PIL cannot write an RGB photo in `fmt` unchanged, or None. Tried, not listed: some formats
+    in Image.SAVE take other modes only (BLP, XBM, MSP, Palm), need a plugin (HDF5, GRIB, BUFR, WMF)
+    or resize what they store (ICO, ICNS)."""
+    probe = Image.new("RGB", (40, 30), (200, 120, 40))
+    buffer = io.BytesIO()
+    try:
+        probe.save(buffer, format=fmt)
+    except Exception as e:  # each plugin fails its own way (OSError, ValueError, KeyError)
+        return first_line(e)
+    try:
+        with Image.open(buffer) as back:
+            size = back.size
+    except Exception:  # written but not read back by PIL (PDF, EPS without Ghostscript): kept as written
+        return None
+    return None if size == probe.size else f"a 40x30 image came back {size[0]}x{size[1]}"
+
+
+def check_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image too wide or tall for the format `path` names, before stylizing it."""
+    fmt = image_format(path)
+    limit = MAX_SIDE.get(fmt)
+    if limit is not None and max(size) > limit:
+        raise FstError(f"cannot write {path}: {fmt} holds at most {limit} px a side, this image is "
+                       f"{size[0]}x{size[1]} (use --max-size or another --ext)")
+
+
+def file_label(name: str) -> str:
+    """A style name (data from a model file) as a part of a file name: nothing that could leave the
+    folder (/ or ..), hide the file (a leading dot), read as an option (a leading -), or be a
+    control or invisible character; at most MAX_LABEL_BYTES of UTF-8."""
+    label = _UNSAFE.sub("_", name).strip("._-")
+    label = label.encode()[:MAX_LABEL_BYTES].decode(errors="ignore").rstrip("._-")
+    return label or "style"
+
+
+def unique_labels(names: list[str]) -> list[str]:
+    """`file_label` of each name, made distinct (ignoring case, as macOS and Windows do) by a number."""
+    labels = [file_label(n) for n in names]
+    folded = [label.casefold() for label in labels]
+    return [label if folded.count(label.casefold()) == 1 else f"{label}_{i}" for i, label in enumerate(labels)]
 
 
 def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -43,7 +103,7 @@ def _expand(item: str) -> tuple[list[Path], str | None]:
     """The paths one input names (itself, a folder's images, a glob's matches), or why there are none."""
     path = Path(item)
     if path.is_dir():
-        found = [p for p in image_paths(path, recursive=False) if not p.name.startswith(".")]
+        found = [p for p in sorted(image_paths(path, recursive=False) + clip_paths(path)) if not p.name.startswith(".")]
         return found, None if found else f"{item}: no images in this folder"
     if path.exists() or path.is_symlink():  # a dangling symlink is reported as such, not as missing
         return [path], None
@@ -54,16 +114,22 @@ def _expand(item: str) -> tuple[list[Path], str | None]:
 
 
 def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
-    """Where each input goes: `out` itself for one input and a file-like `out`, else out/<stem><ext>."""
+    """Where each input goes: `out` itself for one input and a file-like `out`, else out/<stem><ext>.
+    `ext` applies to inputs of its kind (a photo extension to photos, a video one to clips); the
+    others keep their own."""
+    if ext is not None and not _EXT.fullmatch(ext.lstrip(".")):
+        raise FstError(f"--ext {ext!r}: an extension is letters and digits (e.g. png, jpg)")
     suffix = None if ext is None else "." + ext.lstrip(".").lower()
-    as_file = len(files) == 1 and not out.is_dir() and out.suffix.lower() in Image.registered_extensions()
+    file_like = out.suffix.lower() in Image.registered_extensions() or is_clip(out)
+    as_file = len(files) == 1 and not out.is_dir() and file_like
     if as_file:
         targets = [out]
     else:
-        if out.suffix.lower() in Image.registered_extensions() and not out.is_dir():
+        if file_like and not out.is_dir():
             raise FstError(f"{out}: {len(files)} inputs need --out to be a folder")
         _require_parent(out)
-        targets = [out / (f.stem + (suffix or f.suffix)) for f in files]
+        targets = [out / (f.stem + (suffix if suffix and is_clip(f) == (suffix in VIDEO_SUFFIXES) else f.suffix))
+                   for f in files]
     _check_targets(files, targets)
     _require_parent(out)
     writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
@@ -71,11 +137,14 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
 
 
 def _check_targets(files: list[Path], targets: list[Path]) -> None:
-    """Every target a known image format, none an input, no two the same."""
-    for target in dict.fromkeys(targets):
+    """Every target a known image format (a clip's a video one), none an input, no two the same."""
+    for target in dict.fromkeys(t for f, t in zip(files, targets) if not is_clip(f)):
         image_format(target)
     seen: dict[Path, Path] = {}
     for src, dst in zip(files, targets):
+        if is_clip(src) != is_clip(dst):
+            raise FstError(f"{dst}: {'a clip is written as a video' if is_clip(src) else 'a photo is written as an image'}"
+                           f" ({', '.join(VIDEO_SUFFIXES)} are videos)")
         if dst.resolve() == src.resolve():
             raise FstError(f"{dst}: output would overwrite its input (choose another --out or --ext)")
         if dst in seen:
@@ -92,7 +161,10 @@ def _require_parent(out: Path) -> None:
 
 def with_style_labels(files: list[Path], targets: list[Path], labels: list[str | None]) -> list[list[Path]]:
     """Per style label, each input's output: ``<stem>_<label><ext>`` beside the planned target (the
-    planned target itself for None), checked as `plan_outputs` checks its own."""
+    planned target itself for None), checked as `plan_outputs` checks its own. Labels are style
+    names read from the model file, so each goes through `file_label` first."""
+    safe = iter(unique_labels([label for label in labels if label is not None]))
+    labels = [None if label is None else next(safe) for label in labels]
     planned = [[t if label is None else t.with_name(f"{t.stem}_{label}{t.suffix}") for t in targets] for label in labels]
     _check_targets([f for f in files for _ in labels], [t for ts in zip(*planned) for t in ts])
     return planned

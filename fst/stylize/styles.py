@@ -3,6 +3,8 @@ blend, as (file-name label, style weights)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fst.core.errors import FstError
@@ -26,13 +28,15 @@ def style_index(ref: str, names: list[str]) -> int:
     ref = ref.strip()
     if ref in names:
         return names.index(ref)
-    if ref.isdigit() and int(ref) < len(names):
+    if ref.isascii() and ref.isdigit() and int(ref) < len(names):  # str.isdigit alone takes '²'
         return int(ref)
-    raise FstError(f"unknown style {ref!r}: this model holds {', '.join(f'{k}={n}' for k, n in enumerate(names))}")
+    # Names come from the model file: repr keeps a newline or a terminal escape in one of them inert.
+    raise FstError(f"unknown style {ref!r}: this model holds {', '.join(f'{k}={n!r}' for k, n in enumerate(names))}")
 
 
 def parse_mix(text: str, names: list[str]) -> dict[int, float]:
-    """--mix NAME=W,NAME=W as {style index: weight}."""
+    """--mix NAME=W,NAME=W as {style index: weight}, the weights scaled to sum 1 here in float64: the
+    network's float32 would overflow at 1e300 and turn 1e-50 into 0 (and 0/0 into a black image)."""
     mix: dict[int, float] = {}
     for item in text.split(","):
         ref, eq, weight = item.rpartition("=")
@@ -42,8 +46,15 @@ def parse_mix(text: str, names: list[str]) -> dict[int, float]:
             value = None
         if not eq or value is None:
             raise FstError(f"--mix: {item!r} is not NAME=WEIGHT (e.g. --mix starry_night=0.7,the_scream=0.3)")
+        if not 0 <= value < math.inf:
+            raise FstError(f"--mix: the weight of {ref.strip()!r} must be a finite number >= 0, got {weight.strip()!r}")
         k = style_index(ref, names)
         if k in mix:
             raise FstError(f"--mix: style {names[k]!r} given twice")
         mix[k] = value
-    return mix
+    top = max(mix.values())
+    if top == 0:
+        raise FstError(f"--mix: every weight in {text!r} is 0; the weights must be >= 0 and not all 0")
+    scaled = {k: v / top for k, v in mix.items()}  # largest 1: the sum below cannot overflow
+    total = sum(scaled.values())
+    return {k: v / total for k, v in scaled.items()}

@@ -17,13 +17,27 @@ from fst.core import host_memory
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
-from fst.models.transformer import FixedStyle, TransformerNet
+from fst.models.transformer import MIN_SIDE, FixedStyle, TransformerNet
+from fst.stylize import memory
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
 MIN_TILE = 32
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
 )
+# A refused host allocation is a plain RuntimeError: torch's allocator says "can't allocate memory",
+# oneDNN "could not create a primitive" when its scratchpad is refused (seen under RLIMIT_AS).
+CPU_OOM_TEXT = ("can't allocate memory", "not enough memory", "std::bad_alloc", "could not create a primitive")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """An out-of-memory of a pass, on CUDA or on the host."""
+    return isinstance(e, (*OOM_ERRORS, MemoryError)) or (
+        isinstance(e, RuntimeError) and any(text in str(e) for text in CPU_OOM_TEXT))
+
+
+def gigabytes(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -118,9 +132,9 @@ class Stylizer:
         if self._compiled is not None:
             try:
                 return self._compiled(*self._inputs(x)).float()
-            except OOM_ERRORS:
-                raise
             except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
+                if is_out_of_memory(e):
+                    raise
                 tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
                 self._compiled = None
         return self._full(*self._inputs(x)).float()
@@ -133,6 +147,8 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
         x = x.to(self.device)
+        if min(x.shape[-2:]) < MIN_SIDE:
+            raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {MIN_SIDE} px a side")
         if tile is not None and max(x.shape[-2:]) > tile:
             return self._tiled_with_fallback(x, tile, overlap)
         if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:
@@ -142,10 +158,15 @@ class Stylizer:
         if self.beyond_32bit_indexing(x):
             tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is too large for one CUDA pass; tiling at {DEFAULT_TILE}", file=sys.stderr)
             return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
+        planned = self._host_tile(x)
+        if planned is not None:
+            return self._tiled_with_fallback(x, planned[0], overlap, planned[1])
         try:
             return self.full(x)
-        except OOM_ERRORS:
-            pass  # retry outside the handler: its traceback still holds the failed pass's activations
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            # retry outside the handler: its traceback still holds the failed pass's activations
         self._free()
         tile = min(DEFAULT_TILE, max(x.shape[-2:]) // 2 + overlap)
         tqdm.write(f"fst stylize: out of memory at {x.shape[-1]}x{x.shape[-2]}; tiling at {tile}", file=sys.stderr)
@@ -157,14 +178,35 @@ class Stylizer:
         planes = 2 * int(self.meta["net"]["channels"])
         return self.device.type == "cuda" and x.shape[0] * planes * x.shape[-2] * x.shape[-1] >= 2**31
 
-    def _tiled_with_fallback(self, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    def _host_tile(self, x: torch.Tensor) -> tuple[int, int] | None:
+        """On the CPU, (tile, statistics side) when a full pass would not fit in the memory that is
+        free (planned before allocating: past a limit a pass is a traceback, past overcommit the OOM
+        killer), said on one line; None for a full pass."""
+        free = memory.free_bytes() if self.device.type == "cpu" else None
+        if free is None:
+            return None
+        (h, w), c = x.shape[-2:], int(self.meta["net"]["channels"])
+        need = memory.pass_bytes(h, w, c)
+        if need <= free * memory.USABLE:
+            return None
+        planned = memory.tiles_for_memory(h, w, c, free, DEFAULT_TILE, tiling.DEFAULT_STATS_SIDE)
+        if planned is None or planned[0] < MIN_TILE:
+            raise FstError(f"{w}x{h} does not fit in the {gigabytes(free)} of memory free, even in tiles "
+                           f"(use --max-size)")
+        tqdm.write(f"fst stylize: {w}x{h} needs ~{gigabytes(need)} for one pass and {gigabytes(free)} is free; "
+                   f"tiling at {planned[0]}", file=sys.stderr)
+        return planned
+
+    def _tiled_with_fallback(self, x: torch.Tensor, tile: int, overlap: int,
+                             stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
         """Tiles, halving tile and statistics size for as long as memory runs out."""
-        stats_side = tiling.DEFAULT_STATS_SIDE
         while True:
             try:
                 return self.tiled(x, tile, overlap, stats_side)
-            except OOM_ERRORS:
-                pass  # as in __call__: free only once the handler's traceback is gone
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                # as in __call__: free only once the handler's traceback is gone
             self._free()
             if tile <= 2 * MIN_TILE:
                 raise FstError(f"out of memory even with {tile}px tiles on {self.device}")
@@ -173,3 +215,5 @@ class Stylizer:
     def _free(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        else:
+            memory.release_free()

@@ -18,16 +18,17 @@ import torch
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from fst.artefacts.resume import read_resumable
 from fst.core import precision as fst_precision
 from fst.core import signals
 from fst.core.errors import FstError
 from fst.data.datamodule import ShardDataModule
-from fst.training import run_lock
+from fst.io.configs import read_config_text
+from fst.training import console, run_folder, run_lock
 from fst.training.module import StyleTransferModule
 from fst.training.trainer import Trainer, resolve_precision
-from fst.untrusted.torch_files import read_torch
 
 
 class FstCLI(LightningCLI):
@@ -40,6 +41,7 @@ class FstCLI(LightningCLI):
         # the precision it really trained in.
         # (An explicit precision is left to Trainer, which warns about slow bf16 once.)
         config = self.config[self.subcommand] if self.subcommand else self.config
+        run_folder.follow_root(config)  # logs and checkpoints under default_root_dir unless set
         if str(config.trainer.precision) == fst_precision.AUTO:
             config.trainer.precision = resolve_precision(config.trainer.precision, config.trainer.accelerator)
 
@@ -49,7 +51,7 @@ class FstCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            read_torch(Path(ckpt_path), str(ckpt_path), "checkpoint")
+            read_resumable(ckpt_path)  # every tensor's shape, dtype and layout, before any folder exists
         given = self.config[subcommand].model.as_dict() if subcommand else {}
         super()._parse_ckpt_path()
         # Lightning rebuilds the model from the checkpoint's hyperparameters: say which settings of
@@ -78,7 +80,19 @@ class FstCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_image_sides(train=True)
+        self._check_inputs()
         self._lock_checkpoint_folder()
+
+    def _check_inputs(self) -> None:
+        # What the run would otherwise find missing only after its log folder and lock exist: a
+        # failed start leaves nothing behind, and retrying adds no empty version_N.
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry") and "://" not in str(ckpt_path) \
+                and not Path(ckpt_path).is_file():
+            raise FstError(f"{ckpt_path}: checkpoint not found")
+        if not ckpt_path:  # resuming takes the style statistics from the checkpoint
+            self.model.check_style_files()
+        self.datamodule.check_inputs()
 
     def _lock_checkpoint_folder(self) -> None:
         # Here, before trainer.fit creates any folder or file; rank 0 speaks for all ranks.
@@ -116,12 +130,22 @@ def main(argv: list[str]) -> int:
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and newer
     # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
     args = None if argv == sys.argv[1:] else argv
+    for config in config_files(argv):
+        read_config_text(config)  # small UTF-8 text, else one line naming it
     try:
-        with contextlib.ExitStack() as locks:
+        with contextlib.ExitStack() as locks, console.known_noise():
             FstCLI(StyleTransferModule, ShardDataModule, trainer_class=Trainer, args=args, save_config_kwargs={"overwrite": True},
                    auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False}, locks=locks)
     except ArgumentError as e:  # unknown key, bad type, missing file: one line, not a page of usage
         raise FstError(" ".join(str(e).split())) from None
+    except MisconfigurationException as e:  # Lightning's word on a setting (max_steps -5, ...)
+        raise FstError(" ".join(str(e).split())) from None
     except SIGTERMException as e:  # Lightning stopped after a batch (fst.training.preemption): exit 0 no more
         raise signals.Interrupted(getattr(e, "signum", signal.SIGTERM), note=getattr(e, "note", "")) from None
     return 0
+
+
+def config_files(argv: list[str]) -> list[Path]:
+    """The files `--config` names in `argv` (``--config X`` and ``--config=X``)."""
+    found = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
+    return [Path(p) for p in found + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]]

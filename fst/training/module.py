@@ -25,6 +25,7 @@ from fst.losses.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.models.vgg import DEFAULT_LAYERS
 from fst.models.vgg_arch import check_arch, min_input_side
+from fst.training import console
 
 
 def load_style(path: Path, size: int) -> torch.Tensor:
@@ -221,6 +222,12 @@ class StyleTransferModule(pl.LightningModule):
             for path in todo:
                 self.criterion.add_style(load_style(path, self.hparams.style_size))
 
+    def check_style_files(self) -> None:
+        """Every painting to train on is a readable file (before a run creates any folder)."""
+        for path in self.style_paths[len(self.criterion.targets) - self.n_frozen_styles:]:
+            if not path.is_file():
+                raise FstError(f"{path}: style image not found")
+
     def _require_style(self) -> None:
         if len(self.criterion.targets) < self.n_styles:
             path = next((p for p in self.style_paths if not p.is_file()), self.style_paths[0])
@@ -232,6 +239,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._require_style()
+        console.frozen_in_eval(self.criterion)  # the VGG is frozen in eval mode on purpose
         tb = self._tensorboard()
         for path in self.style_paths if tb is not None else []:
             if path.is_file():
@@ -287,8 +295,9 @@ class StyleTransferModule(pl.LightningModule):
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=bs)
         self.log("global_step", float(self.global_step), logger=False, batch_size=bs)  # for keep-last-K
         self.log_dict({"output/min": y.detach().min().float(), "output/max": y.detach().max().float(),
-                       "output/mean": y.detach().mean().float(), "data/skipped": float(self._skipped)},
-                      batch_size=bs)
+                       "output/mean": y.detach().mean().float()}, batch_size=bs)
+        if self._skipped:  # only a run that skipped images shows the chart
+            self.log("data/skipped", float(self._skipped), batch_size=bs)
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         self._log_throughput(bs)
         return total
@@ -327,6 +336,11 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in sums.items()}, batch_size=bs)
         if preview:
             self._previews.append([x.detach().float().cpu(), *outputs])
+
+    @property
+    def previews(self) -> list[list[torch.Tensor]]:
+        """This validation's preview batches so far: per batch, the photos, then each style's outputs (CPU)."""
+        return self._previews
 
     def on_validation_epoch_end(self) -> None:
         tb = self._tensorboard()

@@ -11,6 +11,7 @@ from fst.artefacts.checkpoint_io import with_atomic_checkpoints
 from fst.core import host_memory
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError
+from fst.training.monitoring import RunMonitor
 from fst.training.preemption import SaveOnStop
 
 
@@ -28,10 +29,11 @@ class Trainer(pl.Trainer):
         precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
         if fst_precision.device_type(kwargs.get("accelerator", "auto")) == "cpu":
             host_memory.keep_freed_memory()  # a CPU step otherwise pays page faults for every activation
-        # Checkpoints are written whole or not at all, and a stop signal saves the run first.
+        # Checkpoints are written whole or not at all, a stop signal saves the run first, and
+        # TensorBoard gets the loss layout, quality over time and final metrics (fst.training.monitoring).
         kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
         callbacks = kwargs.get("callbacks") or []
-        kwargs["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), SaveOnStop()]
+        kwargs["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), SaveOnStop(), RunMonitor()]
         try:
             super().__init__(precision=precision, **kwargs)
         except ValueError as e:  # Lightning's own list of precisions is the one to check against

@@ -55,12 +55,32 @@ def _ints(values: Any) -> bool:
     return isinstance(values, (tuple, list)) and all(type(v) is int for v in values)
 
 
+def plain_layout(size: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """Whether a view's elements are distinct places of its storage (what `torch.save` writes for a
+    tensor, a slice or a channels-last tensor): no negative or zero stride along a dimension of more
+    than one element, no two elements at one address. A zero-stride view claims any number of
+    elements from one, and whoever copies it allocates them all."""
+    if any(s < 0 for s in size):
+        return False
+    if 0 in size:
+        return all(s >= 0 for s in stride)
+    span = 0  # the farthest offset the dimensions with smaller strides reach
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda d: d[1]):
+        if s <= span:
+            return False
+        span += (n - 1) * s
+    return True
+
+
 def strided_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> torch.Tensor:
-    """`torch._utils._rebuild_tensor_v2`, checked: a view into storage fst itself built from bytes
-    (`as_strided` refuses a view reaching past the storage)."""
+    """`torch._utils._rebuild_tensor_v2`, checked: a plain view (`plain_layout`) into storage fst
+    itself built from bytes (`as_strided` refuses a view reaching past the storage)."""
     if not (isinstance(storage, torch.Tensor) and type(offset) is int and _ints(size) and _ints(stride)
             and len(size) == len(stride)):
         raise pickle.UnpicklingError("malformed tensor record")
+    if not plain_layout(tuple(size), tuple(stride)):
+        raise pickle.UnpicklingError(f"a tensor of size {list(size)[:8]} with strides {list(stride)[:8]} repeats "
+                                     "elements of its storage, which torch.save never writes")
     return torch.as_strided(storage, tuple(size), tuple(stride), offset)
 
 

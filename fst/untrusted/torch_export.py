@@ -13,7 +13,7 @@ import torch
 
 from fst.core.errors import FstError, first_line
 from fst.untrusted.pickles import KEY, strided_tensor, tensor_from_bytes
-from fst.untrusted.torch_files import member, open_zip, read_torch
+from fst.untrusted.torch_files import MAX_PICKLE, member, open_zip, read_member, read_torch
 from fst.untrusted.torchscript import SCRIPT_OPS
 
 GRAPH_OPERATORS = frozenset({"add", "sub", "mul", "floordiv", "truediv", "mod", "neg", "pow", "getitem",
@@ -35,7 +35,7 @@ def read_pt2(path: Path, extra: str) -> tuple[dict[str, torch.Tensor], bytes | N
                 if pickled in names:
                     read_torch(zf.read(pickled), origin, what)  # refuses code; the contents are not needed
             state = read_torch(zf.read("serialized_state_dict.pt"), origin, what) if "serialized_state_dict.pt" in names else None
-            return _tensor_dict(state, origin), member(zf, f"extra_files/{extra}")
+            return _tensor_dict(state, origin), member(zf, f"extra_files/{extra}", origin)
         roots = [n[: -len("/archive_format")] for n in names if n.endswith("/archive_format") and n.count("/") == 1]
         if len(roots) != 1 or [n for n in names if n.startswith(f"{roots[0]}/models/") and n.endswith(".json")] != [
                 f"{roots[0]}/models/model.json"]:
@@ -46,7 +46,7 @@ def read_pt2(path: Path, extra: str) -> tuple[dict[str, torch.Tensor], bytes | N
             read_torch(zf.read(pickled), origin, what)  # refuses code; the contents are not needed
         _payload(zf, f"{root}/data/constants/", "model_constants_config.json", origin)
         state = _payload(zf, f"{root}/data/weights/", "model_weights_config.json", origin)
-        return state, member(zf, f"{root}/extra/{extra}")
+        return state, member(zf, f"{root}/extra/{extra}", origin)
 
 
 def check_graph(program: Any, origin: str) -> None:
@@ -74,9 +74,12 @@ def _targets(obj: Any) -> Iterator[str]:
             stack.extend(item)
 
 
-def _json(zf: zipfile.ZipFile, name: str, origin: str) -> Any:
+def _json(zf: zipfile.ZipFile, name: str, origin: str, limit: int = MAX_PICKLE) -> Any:
+    """A JSON member (a graph or a weights layout: a few MB at most), parsed."""
     try:
-        return json.loads(zf.read(name))
+        return json.loads(read_member(zf, name, limit, origin))
+    except RecursionError:
+        raise FstError(f"{origin}: not a readable torch.export model: {name} is nested too deeply") from None
     except (KeyError, ValueError) as e:
         raise FstError(f"{origin}: not a readable torch.export model: {name}: {first_line(e)}") from None
 

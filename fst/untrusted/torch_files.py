@@ -1,5 +1,5 @@
-"""What `torch.save` writes, read as data: zip archives (every member CRC-checked first) and the
-legacy pre-zip format; their pickles go through `fst.untrusted.pickles`."""
+"""What `torch.save` writes, read as data: zip archives (every member's declared size bounded, then
+CRC-checked) and the legacy pre-zip format; their pickles go through `fst.untrusted.pickles`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pickle
 import sys
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,13 +20,36 @@ from fst.untrusted.pickles import Storage, tensor_from_bytes, unpickle
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's pre-zip format starts with these pickles
 LEGACY_PROTOCOL = 1001
 
+# torch.save, torch.jit.save, torch.export.save and fst store every member uncompressed, so an honest
+# archive's members add up to about its own size. One repacked with deflate expands a few times at
+# most: weights (float bytes) barely compress, and its text (JSON, code) is a small part. More
+# declared bytes than this is a zip bomb (3 GiB of zeros deflate into 3 MB): refused from the
+# central directory, before anything is decompressed. zipfile stops every read at the declared
+# size, so this bounds every decompression, the CRC check's included.
+EXPANSION = 4
+EXPANSION_SLACK = 1 << 20  # a small archive whose text was deflated: its JSON and code, ten times over
+# A pickle describes tensors, it does not hold them: a checkpoint's data.pkl is tens of KB, a
+# TorchScript module's a few hundred. Metadata (fst.json, AOTInductor's) is under a few KB.
+MAX_PICKLE = 64 << 20
+MAX_METADATA = 1 << 20
+
+Check = Callable[[Any, int], None]  # (the object with meta-device tensors, bytes its storages hold)
+
 
 def open_zip(src: Path | bytes, origin: str, what: str) -> zipfile.ZipFile:
-    """A zip archive whose every member passed its CRC-32 check: flipped bytes stop here."""
+    """A zip archive whose members declare no more bytes than `EXPANSION` allows and whose every
+    member passed its CRC-32 check: zip bombs and flipped bytes stop here."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(src) if isinstance(src, bytes) else src)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise FstError(f"{origin}: not a readable {what} (truncated or corrupt?): {first_line(e)}") from None
+    size = len(src) if isinstance(src, bytes) else src.stat().st_size
+    declared = sum(info.file_size for info in zf.infolist())
+    if declared > EXPANSION * size + EXPANSION_SLACK:
+        biggest = max(zf.infolist(), key=lambda info: info.file_size)
+        zf.close()
+        raise FstError(f"{origin}: refused: its members declare {declared} bytes in a {size}-byte file (member "
+                       f"{biggest.filename}: {biggest.file_size} bytes from {biggest.compress_size}); a zip bomb?")
     try:
         bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, NotImplementedError) as e:
@@ -47,13 +71,26 @@ def pickle_root(zf: zipfile.ZipFile, origin: str, what: str) -> str:
     return roots[0]
 
 
+def read_member(zf: zipfile.ZipFile, name: str, limit: int, origin: str) -> bytes:
+    """A member's bytes, once its declared size is within `limit` (nothing is decompressed before)."""
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise FstError(f"{origin}: refused: member {name} declares {info.file_size} bytes; "
+                       f"what fst writes there is under {limit}")
+    return zf.read(info)
+
+
 def zip_storages(zf: zipfile.ZipFile, root: str) -> Storage:
-    """Storages read from ``<root>/data/<key>``, each built once (tensors may share one)."""
+    """Storages read from ``<root>/data/<key>``, each built once (tensors may share one), each read
+    only when its member declares exactly the bytes its record says."""
     built: dict[str, torch.Tensor] = {}
 
     def storage(key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
         if key not in built:
             name = f"{root}/data/{key}"
+            nbytes = numel * torch.empty(0, dtype=dtype).element_size()
+            if zf.getinfo(name).file_size != nbytes:
+                raise pickle.UnpicklingError(f"{name} declares {zf.getinfo(name).file_size} bytes, its record says {nbytes}")
             built[key] = tensor_from_bytes(zf.read(name), dtype, numel, name)
         if built[key].dtype != dtype:
             raise pickle.UnpicklingError(f"storage {key} read as two dtypes")
@@ -62,17 +99,39 @@ def zip_storages(zf: zipfile.ZipFile, root: str) -> Storage:
     return storage
 
 
-def read_torch(src: Path | bytes, origin: str, what: str = "torch file") -> Any:
-    """What `torch.save` wrote (zip or legacy format, a file or its bytes), read as data."""
+def meta_storages(total: list[int]) -> Storage:
+    """Storages on the meta device: tensors with their records' shapes, dtypes and layouts, and no
+    bytes; `total[0]` adds up the bytes the storages would hold."""
+    built: dict[str, torch.Tensor] = {}
+
+    def storage(key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        if key not in built:
+            built[key] = torch.empty(numel, dtype=dtype, device="meta")
+            total[0] += numel * built[key].element_size()
+        if built[key].dtype != dtype:
+            raise pickle.UnpicklingError(f"storage {key} read as two dtypes")
+        return built[key]
+
+    return storage
+
+
+def read_torch(src: Path | bytes, origin: str, what: str = "torch file", check: Check | None = None) -> Any:
+    """What `torch.save` wrote (zip or legacy format, a file or its bytes), read as data. `check`
+    sees the object first, its tensors on the meta device (zip) or not yet filled (legacy), with
+    the bytes its storages hold: it can refuse a file before its tensors are read."""
     head = src[:4] if isinstance(src, bytes) else _head(src)
     if head.startswith(b"PK"):
         with open_zip(src, origin, what) as zf:
             root = pickle_root(zf, origin, what)
-            return unpickle(zf.read(f"{root}/data.pkl"), origin, what, zip_storages(zf, root))
+            raw = read_member(zf, f"{root}/data.pkl", MAX_PICKLE, origin)
+            if check is not None:
+                total = [0]
+                check(unpickle(raw, origin, what, meta_storages(total)), total[0])
+            return unpickle(raw, origin, what, zip_storages(zf, root))
     if head.startswith(b"\x80"):  # a pickle: the legacy format, or no torch file at all
         size = len(src) if isinstance(src, bytes) else src.stat().st_size
         with (io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")) as f:
-            return _read_legacy(f, size, origin, what)
+            return _read_legacy(f, size, origin, what, check)
     raise FstError(f"{origin}: not a {what}: neither a zip archive nor a pickle that torch.save wrote")
 
 
@@ -84,7 +143,7 @@ def _head(path: Path) -> bytes:
         raise FstError(f"{path}: cannot read: {first_line(e)}") from None
 
 
-def _read_legacy(f: IO[bytes], size: int, origin: str, what: str) -> Any:
+def _read_legacy(f: IO[bytes], size: int, origin: str, what: str, check: Check | None = None) -> Any:
     """torch.save's pre-zip format: magic, protocol, system info, the object (its storages as
     persistent ids), the storage keys, then each storage as an 8-byte count and raw bytes."""
     if unpickle(f, origin, what) != LEGACY_MAGIC or unpickle(f, origin, what) != LEGACY_PROTOCOL:
@@ -102,6 +161,8 @@ def _read_legacy(f: IO[bytes], size: int, origin: str, what: str) -> Any:
         return storages[key]
 
     obj = unpickle(f, origin, what, storage)
+    if check is not None:  # the storages are allocated (within the file's size), not read
+        check(obj, sum(t.numel() * t.element_size() for t in storages.values()))
     keys = unpickle(f, origin, what)
     if not isinstance(keys, list) or sorted(keys) != sorted(storages):
         raise FstError(f"{origin}: not a readable {what} (truncated or corrupt?): storage list does not match")
@@ -116,6 +177,6 @@ def _read_legacy(f: IO[bytes], size: int, origin: str, what: str) -> Any:
     return obj
 
 
-def member(zf: zipfile.ZipFile, name: str) -> bytes | None:
-    """A member's bytes, or None when the archive has no such member."""
-    return zf.read(name) if name in zf.namelist() else None
+def member(zf: zipfile.ZipFile, name: str, origin: str, limit: int = MAX_METADATA) -> bytes | None:
+    """A (metadata) member's bytes, or None when the archive has no such member."""
+    return read_member(zf, name, limit, origin) if name in zf.namelist() else None

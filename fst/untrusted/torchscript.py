@@ -12,7 +12,7 @@ import torch
 
 from fst.core.errors import FstError
 from fst.untrusted.pickles import ScriptObject, unpickle
-from fst.untrusted.torch_files import member, open_zip, pickle_root, zip_storages
+from fst.untrusted.torch_files import MAX_PICKLE, member, open_zip, pickle_root, read_member, zip_storages
 
 # What the code of fst's TorchScript exports calls (a traced TransformerNet behind the scripted
 # InferenceNet adapter; matmul and unsqueeze: the conditional norms of several styles), as `torch.<op>` or `ops.aten.<op>`, with the spellings older torch traces
@@ -37,8 +37,9 @@ def read_torchscript(path: Path, extra: str) -> tuple[dict[str, torch.Tensor], b
     with open_zip(path, origin, what) as zf:
         root = pickle_root(zf, origin, what)
         check_script_code(zf, origin)
-        obj = unpickle(zf.read(f"{root}/data.pkl"), origin, what, zip_storages(zf, root), script_objects=True)
-        return module_tensors(obj), member(zf, f"{root}/extra/{extra}")
+        raw = read_member(zf, f"{root}/data.pkl", MAX_PICKLE, origin)
+        obj = unpickle(raw, origin, what, zip_storages(zf, root), script_objects=True)
+        return module_tensors(obj), member(zf, f"{root}/extra/{extra}", origin)
 
 
 def check_script_code(zf: zipfile.ZipFile, origin: str) -> None:

@@ -1,0 +1,171 @@
+"""Video clips through PyAV (libav* in-process, never an ffmpeg pipe): reading a clip's frames in
+presentation order with its audio packets alongside, and writing frames and packets back.
+
+Only frames are decoded and re-encoded; every audio packet is remuxed untouched (same bytes, same
+timestamps), and each video frame keeps its own pts in the input stream's time base, so a variable
+frame rate survives. Other streams (subtitles, data) are not copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from fst.core.errors import FstError, first_line
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+# Encoders by container, best first; the PyPI wheel ships libx264 and mpeg4. yuv420p: what players
+# decode everywhere.
+ENCODERS = {".webm": ("libvpx-vp9", "libvpx"), ".avi": ("mpeg4",)}
+DEFAULT_ENCODERS = ("libx264", "mpeg4")
+ENCODER_OPTIONS = {"libx264": {"crf": "18", "preset": "medium"}, "mpeg4": {"qscale": "2"}}
+PIX_FMT = "yuv420p"
+# libav* logs every damaged packet on its own; we say it once per clip instead.
+logging.getLogger("libav").setLevel(logging.CRITICAL)
+
+
+def is_clip(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def clip_paths(folder: Path) -> list[Path]:
+    """The entries of `folder` (not recursive) named like a clip, folders aside."""
+    return sorted(p for p in folder.iterdir() if is_clip(p) and not p.is_dir())
+
+
+def av_problem(e: BaseException) -> str:
+    """An FFmpeg error as a short reason (its strerror; PyAV appends the file name itself)."""
+    return str(getattr(e, "strerror", None) or first_line(e))
+
+
+def upright_turns(rotation: float | None) -> int:
+    """Quarter turns counter-clockwise (np.rot90's k) that put a frame upright: its display matrix
+    says how far a player rotates it (counter-clockwise degrees, as PyAV's `VideoFrame.rotation`),
+    the video twin of EXIF orientation."""
+    return round((rotation or 0) / 90) % 4
+
+
+@dataclass
+class Clip:
+    """An open input clip: its first video stream and every audio stream."""
+
+    path: Path
+    container: av.container.InputContainer
+    video: av.video.stream.VideoStream
+    audio: list[av.audio.stream.AudioStream]
+    declared_frames: int | None = field(default=None)
+    packets: int = 0  # video packets with data, read so far
+    frames: int = 0  # video frames decoded from them
+
+    @property
+    def undecodable(self) -> int:
+        """Video packets that gave no frame (once `items` is exhausted): refused or concealed away."""
+        return max(0, self.packets - self.frames)
+
+    def items(self) -> Iterator[av.VideoFrame | av.Packet]:
+        """Video frames (decoded, presentation order) and audio packets (as stored), in file order.
+
+        A video packet the decoder refuses (or swallows) is dropped and counted (`undecodable`): its
+        frame has no picture to stylise, and repeating a neighbour would invent one; the frames
+        around it keep their timestamps."""
+        for packet in self.container.demux(self.video, *self.audio):
+            if packet.stream.type == "audio":
+                if packet.dts is not None:  # the demuxer's end-of-stream marker carries no data
+                    yield packet
+                continue
+            self.packets += packet.size > 0
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            self.frames += len(frames)
+            yield from frames
+
+
+def open_clip(path: Path) -> Clip:
+    """`path` opened for reading, or an FstError saying in one line why it cannot be."""
+    try:
+        container = av.open(str(path), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise FstError(f"{path}: not a readable video ({av_problem(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise FstError(f"{path}: no video stream")
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"  # frame threads: decoding keeps up with the network on few cores
+    return Clip(path, container, video, list(container.streams.audio), declared_frames=video.frames or None)
+
+
+def even(n: int) -> int:
+    """yuv420p stores chroma per 2x2 block: encoders need even sides."""
+    return max(2, n - n % 2)
+
+
+def encoder_for(path: Path) -> str:
+    names = ENCODERS.get(path.suffix.lower(), DEFAULT_ENCODERS)
+    for name in names:
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except (av.FFmpegError, ValueError):
+            continue
+    raise FstError(f"{path}: no encoder for {path.suffix} in this PyAV build (tried {', '.join(names)})")
+
+
+class ClipWriter:
+    """Frames and audio packets to `tmp` (a temp path beside `target`, same suffix): the video stream
+    in the input's time base, each input audio stream copied as it is."""
+
+    def __init__(self, tmp: Path, target: Path, clip: Clip, size: tuple[int, int]):
+        self.target = target
+        self.container = av.open(str(tmp), "w")
+        try:
+            codec = encoder_for(target)
+            rate = clip.video.average_rate or clip.video.guessed_rate or Fraction(25)
+            self.video = self.container.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec, {}))
+            self.video.width, self.video.height = size
+            self.video.pix_fmt = PIX_FMT
+            self.time_base = clip.video.time_base or Fraction(1, 90000)
+            self.video.codec_context.time_base = self.time_base
+            self.video.time_base = self.time_base
+            # mpeg4 stores time as 16-bit ticks: a time base finer than 1/65535 is refused at open.
+            if codec == "mpeg4" and self.time_base.denominator > 65535:
+                self.time_base = Fraction(1, max(1, min(65535, round(float(rate) * 1000))))
+                self.video.codec_context.time_base = self.time_base
+            self.audio = {s.index: self.container.add_stream_from_template(s) for s in clip.audio}
+        except BaseException:
+            self.container.close()
+            raise
+        self.last_pts: int | None = None
+
+    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
+        """One (H, W, 3) uint8 frame at `pts` (in `time_base`, the input's)."""
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if pts is not None and time_base is not None and time_base != self.time_base:
+            pts = round(pts * time_base / self.time_base)
+        if pts is None or (self.last_pts is not None and pts <= self.last_pts):
+            pts = 0 if self.last_pts is None else self.last_pts + 1  # encoders refuse pts that do not grow
+        frame.pts, frame.time_base, self.last_pts = pts, self.time_base, pts
+        self.container.mux(self.video.encode(frame))
+
+    def write_packet(self, packet: av.Packet) -> None:
+        packet.stream = self.audio[packet.stream.index]
+        self.container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer (the file is whole only after this)."""
+        self.container.mux(self.video.encode(None))
+        self.container.close()
+
+    def abandon(self) -> None:
+        """Close without flushing: the temp file is removed by the caller's `writing`."""
+        try:
+            self.container.close()
+        except Exception:  # already failing: the first error is the one to report
+            pass
