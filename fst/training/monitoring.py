@@ -30,11 +30,12 @@ FINAL = {"run/loss": "loss/total", "run/style_distance": "quality/style_mean_std
          "run/content_distance": "quality/content"}  # what HPARAMS sorts runs by (run/ sorts after loss/)
 
 
-def layout() -> dict[str, dict[str, list[Any]]]:
+def layout(n_styles: int = 1) -> dict[str, dict[str, list[Any]]]:
     """The custom-scalars page: loss terms first (training and validation on one chart), each
-    painting's style loss, then the quality metrics; tags are regular expressions."""
+    painting's style loss (several paintings only), then the quality metrics; tags are regular expressions."""
     loss = {term: ["Multiline", [rf"^(loss|val)/{term}$"]] for term in LOSS_TERMS}
-    loss["style per painting"] = ["Multiline", [r"^(loss|val)/style_of/.*"]]
+    if n_styles > 1:
+        loss["style per painting"] = ["Multiline", [r"^(loss|val)/style_of/.*"]]
     quality = {name: ["Multiline", [rf"^quality/{name}(/.*)?$"]] for name in QUALITY}
     return {"loss": loss, "quality": quality}
 
@@ -59,7 +60,7 @@ class RunMonitor(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for logger in tensorboard_loggers(trainer) if trainer.is_global_zero else []:
-            logger.experiment.add_custom_scalars(layout())
+            logger.experiment.add_custom_scalars(layout(getattr(pl_module, "n_styles", 1)))
 
     def _load(self, module: StyleTransferModule) -> None:
         metrics = FeatureMetrics(OTHER_ARCH[module.hparams.arch], module.hparams.vgg_weights).to(module.device)

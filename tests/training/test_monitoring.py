@@ -95,6 +95,7 @@ def test_tensorboard_serves_losses_first_quality_previews_and_hparams(tmp_path):
         assert [c["title"] for c in page["category"]] == ["loss", "quality"]
         charts = {ch["title"]: ch["multiline"]["tag"] for ch in page["category"][0]["chart"]}
         assert list(charts)[:4] == ["total", "content", "style", "tv"] and charts["total"] == ["^(loss|val)/total$"]
+        assert "style per painting" not in charts  # one painting: no empty chart
 
         images = get(base, "/data/plugin/images/tags")[run]
         assert {"style", "preview/photos_vs_stylized"} <= set(images)
@@ -121,3 +122,9 @@ def test_tensorboard_serves_losses_first_quality_previews_and_hparams(tmp_path):
             server.kill()
             server.wait()
         server.stderr.close()
+
+
+def test_the_layout_has_a_chart_per_painting_only_for_several() -> None:
+    from fst.training.monitoring import layout
+
+    assert "style per painting" not in layout(1)["loss"] and "style per painting" in layout(3)["loss"]
