@@ -122,8 +122,9 @@ class ShardDataModule(pl.LightningDataModule):
         self.stream_seed = seed  # re-derived on resume so a resumed run continues with fresh data
 
     def check_inputs(self) -> None:
-        """The shards and the preview folder exist (before a run creates any folder)."""
-        resolve_shards(self.train_shards)
+        """The shards and the preview folder exist (before a run creates any folder); the shard
+        list found is the one `setup` uses."""
+        self.urls = resolve_shards(self.train_shards)
         if self.val_photos is not None:
             self._val_folder()
 
@@ -145,7 +146,7 @@ class ShardDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self.urls = resolve_shards(self.train_shards)
+            self.urls = self.urls or resolve_shards(self.train_shards)
             self._check_world_size()
         if stage in (None, "fit", "validate") and self.val_photos is not None:
             self.photos = load_photos(self._val_folder(), self.val_count, self.val_size)
