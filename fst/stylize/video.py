@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from fst.core.errors import FstError
 from fst.io.files import writing
-from fst.stylize.clips import (
+from fst.io.clips import (
     Clip,
     ClipWriter,
     av_problem,

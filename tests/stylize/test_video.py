@@ -17,7 +17,7 @@ from PIL import Image
 from fst.cli import main as cli
 from fst.core.signals import Interrupted
 from fst.stylize import video
-from fst.stylize.clips import upright_turns
+from fst.io.clips import upright_turns
 
 from nets import save_checkpoint, save_styles_checkpoint
 
