@@ -102,6 +102,41 @@ def open_clip(path: Path) -> Clip:
     return Clip(path, container, video, list(container.streams.audio), declared_frames=video.frames or None)
 
 
+def frame_array(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, upright, at `size` (Lanczos, as photos are downscaled)."""
+    w, h = size if turns % 2 == 0 else size[::-1]  # scaled before the turn
+    if (frame.width, frame.height) == (w, h):
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="LANCZOS")
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def read_frames(path: Path, count: int, max_side: int | None = None, skip: int = 0) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB: up to `count` frames of the clip after the first `skip`, upright, the
+    long side scaled down to `max_side` (sides kept even). Memory is bounded by `count`, not by the
+    clip's length; undecodable frames are left out, as when stylizing."""
+    clip = open_clip(path)
+    try:
+        w, h = clip.video.codec_context.width, clip.video.codec_context.height
+        scale = min(1.0, max_side / max(w, h)) if max_side else 1.0
+        size = (even(round(w * scale)), even(round(h * scale)))
+        frames: list[np.ndarray] = []
+        seen = 0
+        for item in clip.items():
+            if isinstance(item, av.VideoFrame) and (seen := seen + 1) > skip:
+                frames.append(frame_array(item, size, upright_turns(item.rotation)))
+                if len(frames) == count:
+                    break
+    except av.FFmpegError as e:
+        raise FstError(f"{path}: cannot decode ({av_problem(e)})") from None
+    finally:
+        clip.container.close()
+    if not frames:
+        raise FstError(f"{path}: no decodable frame after the first {skip} frames")
+    return np.stack(frames)
+
+
 def even(n: int) -> int:
     """yuv420p stores chroma per 2x2 block: encoders need even sides."""
     return max(2, n - n % 2)

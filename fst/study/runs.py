@@ -1,5 +1,5 @@
 """The run plan of `fst compare` and its training: the budget every run shares, one run per (painting,
-loss or recipe), the exact `fst fit` config of each, and training it in a fresh process unless a
+loss or recipe, temporal weight), the exact `fst fit` config of each, and training it in a fresh process unless a
 finished run with the same config is already there."""
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Run:
     loss: str  # the column: a registered loss name, or a recipe's name (its config file's stem)
     dir: Path
     recipe: dict = field(default_factory=dict)  # model keys a baseline recipe sets over the budget's
+    temporal_weight: float = 0.0  # model.temporal_weight (fst/losses/temporal.py)
 
     @property
     def name(self) -> str:
@@ -105,6 +106,8 @@ def run_config(run: Run, budget: Budget, shards: str, device: str) -> dict:
             "content_weight": b.content_weight, "style_weight": b.style_weight, "tv_weight": b.tv_weight,
             "channels": b.channels, "n_residual": b.n_residual, "output": b.output, "output_gain": b.output_gain, "lr": b.lr,
             **run.recipe,
+            # Only when set: the configs of runs without it stay as they were (and are reused).
+            **({"temporal_weight": run.temporal_weight} if run.temporal_weight else {}),
         },
         "data": {
             "train_shards": shards, "val_photos": None, "crop_size": b.crop, "batch_size": b.batch,
@@ -121,6 +124,11 @@ def config_text(run: Run, budget: Budget, shards: str, device: str) -> str:
     header = (f"# fst compare run {run.name}: style loss {run.style_loss.name}, registry weight "
               f"{run.style_loss.weight!r} (fst/losses/style.py)\n")
     return header + yaml.safe_dump(run_config(run, budget, shards, device), sort_keys=False)
+
+
+def run_name(style_stem: str, column: str, temporal_weight: float) -> str:
+    """<painting>__<loss or recipe>, plus __temporal<W> for a run with the temporal term."""
+    return f"{style_stem}__{column}" + (f"__temporal{temporal_weight:g}" if temporal_weight else "")
 
 
 def checkpoint_of(run: Run) -> Path:

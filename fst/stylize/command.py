@@ -42,8 +42,8 @@ from tqdm import tqdm
 from fst.artefacts.exported import DTYPES
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError, first_line
-from fst.models import tiling
 from fst.io.clips import is_clip
+from fst.models import tiling
 from fst.stylize.compile_choice import COMPILE_CHOICES, compile_pays
 from fst.stylize.image import Options, Output, PartlyWritten, stylize_file
 from fst.stylize.outputs import collect_inputs, plan_outputs, with_style_labels

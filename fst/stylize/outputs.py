@@ -12,9 +12,9 @@ from pathlib import Path
 from PIL import Image
 
 from fst.core.errors import FstError, first_line
+from fst.io.clips import VIDEO_SUFFIXES, clip_paths, is_clip
 from fst.io.images import image_paths, not_regular
 from fst.io.output_dir import writable_dir
-from fst.io.clips import VIDEO_SUFFIXES, clip_paths, is_clip
 
 # The most pixels a side each format's writer takes (beyond it PIL raises, each format its own way):
 # WebP's own limit, libjpeg's, and the 16-bit size fields of the others.

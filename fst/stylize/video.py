@@ -23,15 +23,16 @@ import torch
 from tqdm import tqdm
 
 from fst.core.errors import FstError
-from fst.io.files import writing
 from fst.io.clips import (
     Clip,
     ClipWriter,
     av_problem,
     even,
+    frame_array,
     open_clip,
     upright_turns,
 )
+from fst.io.files import writing
 from fst.stylize.image import (
     Options,
     Output,
@@ -53,16 +54,6 @@ def frame_size(clip: Clip, opts: Options, turns: int) -> tuple[int, int]:
     check_min_side((w, h), opts.max_size)
     fw, fh = fit_size((w, h), opts.max_size) or (w, h)
     return even(fw), even(fh)
-
-
-def frame_array(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, upright, at `size` (Lanczos, as photos are downscaled)."""
-    w, h = size if turns % 2 == 0 else size[::-1]  # scaled before the turn
-    if (frame.width, frame.height) == (w, h):
-        rgb = frame.to_ndarray(format="rgb24")
-    else:
-        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="LANCZOS")
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def stylize_batch(stylizer: Stylizer, frames: list[np.ndarray], weights: torch.Tensor | None,

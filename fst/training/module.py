@@ -21,6 +21,7 @@ from fst.assets import resolve_style_path
 from fst.core.domain import at_least, positive
 from fst.core.errors import FstError
 from fst.io.images import open_rgb
+from fst.losses import temporal
 from fst.losses.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.models.vgg import DEFAULT_LAYERS
@@ -65,6 +66,7 @@ class StyleTransferModule(pl.LightningModule):
         content_weight: float = 1.0,
         style_weight: float = 1.0,
         tv_weight: float = 1e-4,
+        temporal_weight: float = 0.0,
         pooling: str = "max",
         vgg_weights: str | None = None,
         channels: int = 32,
@@ -102,6 +104,10 @@ class StyleTransferModule(pl.LightningModule):
             style_weight: weight of the style loss (each loss's calibrated factor is applied on top;
                 an absolute loss such as ``gram_mse`` takes the recipe's own, ~1e10).
             tv_weight: weight of the total-variation smoothness loss.
+            temporal_weight: weight of the temporal-stability term (fst/losses/temporal.py): stylizing a
+                randomly moved, noisy copy of each crop must give the stylized crop moved the same way, so
+                the network flickers less on video; it costs one more pass of the transformer per step.
+                0 (the default) leaves it out; docs/video.md measures the weights.
             pooling: ``max`` or ``avg`` pooling inside VGG.
             vgg_weights: explicit VGG weights file (default: cache, then torchvision, then the offline package).
             channels: base width of the transformer network (32 = the classic 1.68 M parameters).
@@ -124,7 +130,7 @@ class StyleTransferModule(pl.LightningModule):
         # Every numeric argument's domain, before any weights load: one line, not a torch traceback later.
         positive("lr", lr)
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
-                            ("tv_weight", tv_weight), ("n_residual", n_residual), ("preview_images", preview_images),
+                            ("tv_weight", tv_weight), ("temporal_weight", temporal_weight), ("n_residual", n_residual), ("preview_images", preview_images),
                             ("style_size", style_size), *(("style_layer_weights", w) for w in style_layer_weights or [])):
             at_least(name, value, 0)
         at_least("channels", channels, 1)
@@ -270,20 +276,35 @@ class StyleTransferModule(pl.LightningModule):
             return torch.full((batch_size,), first + step % n)
         return first + (step * batch_size + torch.arange(batch_size)) % n
 
+    def stylize(self, x: torch.Tensor, styles: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output for photos x; styles: each image's style index (None: the single style)."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = None if styles is None else torch.nn.functional.one_hot(styles, self.n_styles).float().to(x.device)
+        return self(x, w)
+
     def stylize_and_score(self, x: torch.Tensor, styles: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward pass of the training objective: (stylized y, loss terms incl. 'total'); styles:
         each image's style index (None: the single style)."""
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        w = None if styles is None else torch.nn.functional.one_hot(styles, self.n_styles).float().to(x.device)
-        y = self(x, w)
+        y = self.stylize(x, styles)
         return y, self.criterion(y, x, styles)
+
+    def temporal_term(self, x: torch.Tensor, y: torch.Tensor, styles: torch.Tensor | None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The temporal-stability loss (fst/losses/temporal.py) of output y for photos x: the network on
+        a moved, noisy copy of x against y moved alike."""
+        grid = temporal.random_grid(x.shape[0], x.shape[-2], x.shape[-1], generator=generator, device=x.device)
+        moved = temporal.with_noise(temporal.move(x, grid), generator=generator)
+        return temporal.temporal_loss(self.stylize(moved, styles), temporal.move(y, grid), temporal.inside(grid)).mean()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
         styles = self.styles_for(x.shape[0], self.global_step)
         y, terms = self.stylize_and_score(x, styles)
+        if self.hparams.temporal_weight:
+            terms["temporal"] = self.temporal_term(x, y, styles)
+            terms["total"] = terms["total"] + self.hparams.temporal_weight * terms["temporal"]
         self._log_per_style(terms.pop("style_per_image"), styles, "loss/style_of", x.shape[0])
         total = terms["total"]
         if not torch.isfinite(total):
@@ -327,6 +348,9 @@ class StyleTransferModule(pl.LightningModule):
         for k in range(self.n_styles):
             styles = None if self.n_styles == 1 else torch.full((bs,), k)
             y, terms = self.stylize_and_score(x, styles)
+            # Every run, trained with the term or not, shows the same measure of flicker: a fixed motion per batch.
+            terms["temporal"] = self.temporal_term(x, y, styles, torch.Generator().manual_seed(batch_idx))
+            terms["total"] = terms["total"] + self.hparams.temporal_weight * terms["temporal"]
             self._log_per_style(terms.pop("style_per_image"), styles, "val/style_of", bs)
             if preview:
                 outputs.append(y.detach().float().cpu())

@@ -24,10 +24,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from fst.metrics.features import OTHER_ARCH, STYLE_STATS, FeatureMetrics, clipped_percent, color_distance
 from fst.training.module import StyleTransferModule, load_style
 
-LOSS_TERMS = ("total", "content", "style", "tv")
+LOSS_TERMS = ("total", "content", "style", "tv", "temporal")
 QUALITY = (*(f"style_{s}" for s in STYLE_STATS), "content", "color", "clipped_pct")
 FINAL = {"run/loss": "loss/total", "run/style_distance": "quality/style_mean_std",
-         "run/content_distance": "quality/content"}  # what HPARAMS sorts runs by (run/ sorts after loss/)
+         "run/content_distance": "quality/content", "run/temporal": "val/temporal"}  # what HPARAMS sorts runs by (run/ sorts after loss/)
 
 
 def layout(n_styles: int = 1) -> dict[str, dict[str, list[Any]]]:

