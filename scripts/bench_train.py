@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Training throughput (images/s) of one full step: transformer forward, VGG16 on output and photo,
 content + Gram style + TV loss, backward, Adam step. Variants: fp32 eager, bf16 autocast,
-channels_last, torch.compile, and combinations; on CUDA also fp16 autocast.
+channels_last, torch.compile, and combinations; on CUDA also fp16 autocast; fp32 and bf16 with the
+temporal-stability term (model.temporal_weight > 0) added.
 
 The first variant is the classic step, the baseline every other is divided by: Johnson et al. as
 the common PyTorch example trains it (fp32, NCHW, eager; Gram MSE on relu1_2..relu4_3, content MSE
@@ -62,6 +63,9 @@ VARIANTS = {  # name -> (autocast dtype or None, channels_last, compile)
     "bf16 + channels_last": (torch.bfloat16, True, False),
     "bf16 + channels_last + compile": (torch.bfloat16, True, True),
 }
+# The same steps with the temporal-stability term (fst/losses/temporal.py): one more transformer pass.
+TEMPORAL = {"fp32 eager + temporal term": (None, False, False), "bf16 autocast + temporal term": (torch.bfloat16, False, False)}
+VARIANTS.update(TEMPORAL)
 CPU_ONLY = (CLASSIC_KEPT, ALL_NCHW)  # the settings they leave out apply to the CPU only
 CUDA_ONLY = {"fp16 autocast + channels_last": (torch.float16, True, False),
              "fp16 + channels_last + compile": (torch.float16, True, True)}
@@ -111,7 +115,11 @@ def measure(name: str, spec: tuple, x: torch.Tensor, steps: int, warmup: int) ->
 
     def step() -> None:
         with amp:
-            total = classic_total(module, x) if name in CLASSICS else module.stylize_and_score(x)[1]["total"]
+            if name in CLASSICS:
+                total = classic_total(module, x)
+            else:
+                y, terms = module.stylize_and_score(x)
+                total = terms["total"] + (module.temporal_term(x, y, None) if name in TEMPORAL else 0)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(total).backward()

@@ -43,9 +43,10 @@ def test_only_fst_variants_run_the_output_conv_in_channels_last() -> None:
 
 def test_bench_train_runs_and_reports_against_the_classic_step(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(SCRIPTS / "bench_train.py"), "--device", "cpu", "--size", "32", "--batch", "1",
-                          "--steps", "1", "--warmup", "0", "--only", bench_train.CLASSIC, "fp32 eager"],
+                          "--steps", "1", "--warmup", "0", "--only", bench_train.CLASSIC, "fp32 eager",
+                          "fp32 eager + temporal term"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]  # header, then one per variant
     assert rows[1].startswith(f"| {bench_train.CLASSIC} |") and rows[1].endswith("| 1.00 |")
-    assert rows[2].startswith("| fp32 eager |")
+    assert rows[2].startswith("| fp32 eager |") and rows[3].startswith("| fp32 eager + temporal term |")

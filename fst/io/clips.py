@@ -153,6 +153,27 @@ def encoder_for(path: Path) -> str:
     raise FstError(f"{path}: no encoder for {path.suffix} in this PyAV build (tried {', '.join(names)})")
 
 
+COLOR_TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")
+
+
+def same_colors(src: av.video.codeccontext.VideoCodecContext, dst: av.video.codeccontext.VideoCodecContext) -> dict:
+    """Tag `dst` with the colour matrix, range, primaries and transfer `src` declares, and return the
+    conversion that writes RGB by them (empty when `src` declares no matrix).
+
+    PyAV reads a frame to RGB by the matrix its stream declares, but would write RGB back by BT.601
+    and leave the output untagged: a BT.709 clip (most HD video) would then come out with shifted
+    colours in players, which read an untagged HD clip as BT.709."""
+    if not all(hasattr(src, tag) for tag in COLOR_TAGS):  # PyAV before 15 has no colour tags
+        return {}
+    for tag in COLOR_TAGS:
+        value = getattr(src, tag)
+        if value not in (0, 2):  # 0 reserved, 2 unspecified: nothing declared
+            setattr(dst, tag, value)
+    if src.colorspace in (0, 2):
+        return {}
+    return {"dst_colorspace": src.colorspace, "dst_color_range": src.color_range or None}
+
+
 class ClipWriter:
     """Frames and audio packets to `tmp` (a temp path beside `target`, same suffix): the video stream
     in the input's time base, each input audio stream copied as it is."""
@@ -173,6 +194,7 @@ class ClipWriter:
             if codec == "mpeg4" and self.time_base.denominator > 65535:
                 self.time_base = Fraction(1, max(1, min(65535, round(float(rate) * 1000))))
                 self.video.codec_context.time_base = self.time_base
+            self.colors = same_colors(clip.video.codec_context, self.video.codec_context)
             self.audio = {s.index: self.container.add_stream_from_template(s) for s in clip.audio}
         except BaseException:
             self.container.close()
@@ -182,6 +204,8 @@ class ClipWriter:
     def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
         """One (H, W, 3) uint8 frame at `pts` (in `time_base`, the input's)."""
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self.colors:  # to YUV by the input's matrix and range, as its frames were read
+            frame = frame.reformat(format=PIX_FMT, **self.colors)
         if pts is not None and time_base is not None and time_base != self.time_base:
             pts = round(pts * time_base / self.time_base)
         if pts is None or (self.last_pts is not None and pts <= self.last_pts):

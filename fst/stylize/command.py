@@ -150,5 +150,12 @@ def main(argv: list[str]) -> int:
     if failed:
         print(f"fst stylize: {done} of {expected} written to {where}; {len(failed)} failed", file=sys.stderr)
         return 1
-    print(f"stylized {done} image{'s' * (done != 1)} -> {where}")
+    clips = sum(map(is_clip, files)) * len(choices)
+    print(f"stylized {what_was_done(done - clips, clips)} -> {where}")
     return 0
+
+
+def what_was_done(images: int, clips: int) -> str:
+    """'3 images', '1 clip', '2 images and 1 clip'."""
+    parts = [f"{n} {noun}{'s' * (n != 1)}" for n, noun in ((images, "image"), (clips, "clip")) if n]
+    return " and ".join(parts) or "0 images"

@@ -10,6 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 from fst.artefacts.exported import COMPILED
+from fst.core.errors import FstError
+from fst.io.clips import is_clip, open_clip
 from fst.stylize.image import Options, fit_size
 from fst.stylize.stylizer import Stylizer
 
@@ -39,11 +41,32 @@ def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Opt
         return False, f"auto: not measured for {stylizer.dtype}"
     if opts.tile is not None:
         return False, "auto: tiles run eager"
-    sizes = [s for s in (fit_size(image_size(f), opts.max_size) for f in files) if s is not None]
-    cost = COMPILE_SECONDS["one size" if len(set(sizes)) <= 1 else "several sizes"]
-    gain = saving * sum(w * h for w, h in sizes) / 1e6
+    sizes, megapixels = set(), 0.0
+    for f in files:
+        size, count = clip_size(f) if is_clip(f) else (image_size(f), 1)
+        fitted = fit_size(size, opts.max_size)
+        if fitted is not None:
+            sizes.add(fitted)
+            megapixels += fitted[0] * fitted[1] * count / 1e6
+    cost = COMPILE_SECONDS["one size" if len(sizes) <= 1 else "several sizes"]
+    gain = saving * megapixels
     verdict = "pays" if gain > cost else "does not pay"
     return gain > cost, f"auto: ~{gain:.0f} s saved vs ~{cost:.0f} s compiling {verdict}"
+
+
+def clip_size(path: Path) -> tuple[tuple[int, int] | None, int]:
+    """((width, height), frames) of a clip from its header: every frame is stylised, so a clip counts
+    as that many images; (None, 0) if unreadable (that clip's own pass reports it)."""
+    try:
+        clip = open_clip(path)
+    except FstError:
+        return None, 0
+    with clip.container:
+        video = clip.video
+        frames = clip.declared_frames
+        if not frames and video.duration and video.average_rate:
+            frames = round(video.duration * video.time_base * video.average_rate)
+        return (video.codec_context.width, video.codec_context.height), int(frames or 1)
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

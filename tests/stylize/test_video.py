@@ -15,9 +15,13 @@ import pytest
 from PIL import Image
 
 from fst.cli import main as cli
+from fst.core import precision
 from fst.core.signals import Interrupted
 from fst.io.clips import upright_turns
 from fst.stylize import video
+from fst.stylize.compile_choice import compile_pays
+from fst.stylize.image import Options
+from fst.stylize.stylizer import Stylizer
 
 from nets import save_checkpoint, save_styles_checkpoint
 
@@ -144,13 +148,14 @@ def test_undecodable_frames_are_dropped_and_said(ckpt: Path, tmp_path: Path, cap
     assert times(tmp_path / "out.mkv") == decodable  # the others keep their timestamps
 
 
-def test_folder_mixing_a_photo_and_a_clip(ckpt: Path, tmp_path: Path) -> None:
+def test_folder_mixing_a_photo_and_a_clip(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (src := tmp_path / "in").mkdir()
     make_clip(src / "clip.mp4")
     Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(src / "photo.jpg")
     (tmp_path / "out").mkdir()
     # --ext applies to inputs of its kind: the photo becomes a PNG, the clip stays an mp4
     assert stylize(src, "--model", ckpt, "--out", tmp_path / "out", "--ext", "png") == 0
+    assert capsys.readouterr().out.startswith("stylized 1 image and 1 clip -> ")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "photo.png"]
     assert len(video_frames(tmp_path / "out" / "clip.mp4")) == 12
     assert stylize(src / "clip.mp4", "--model", ckpt, "--out", tmp_path / "clip.png") == 2  # a clip is no image
@@ -209,3 +214,18 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(ckpt: Path, tmp_path: Path) 
     assert run.returncode == 1 and "cannot write" in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 2, run.stderr  # the file's line and the summary
     assert list(out.iterdir()) == []
+
+
+def test_compile_auto_counts_every_frame_of_a_clip(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FST_CPU_BF16", "0")  # fp32 on any CPU: its measured saving per megapixel
+    precision.cpu_bf16.cache_clear()
+    try:
+        stylizer = Stylizer(ckpt, device="cpu")
+        one = make_clip(tmp_path / "one.mp4", [0], size=(1920, 1080), codec="mpeg4")
+        many = make_clip(tmp_path / "many.mp4", [40 * i for i in range(100)], size=(1920, 1080), codec="mpeg4")
+        assert compile_pays("auto", stylizer, [one], Options())[0] is False  # 2 Mpx: nothing to gain
+        pays, why = compile_pays("auto", stylizer, [many], Options())  # 207 Mpx: ~62 s saved
+        assert pays and "~62 s saved" in why, why
+        assert compile_pays("auto", stylizer, [many], Options(max_size=640))[0] is False  # frames downscaled first
+    finally:
+        precision.cpu_bf16.cache_clear()
