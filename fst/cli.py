@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fst.artefacts.export:main", "export a trained transformer for single-pass inference"),
     "stylize": ("fst.stylize.command:main", "stylize images with a checkpoint or an exported model"),
     "compare": ("fst.study.command:main", "train and evaluate one model per style loss (the loss study)"),
+    "flicker": ("fst.study.flicker_command:main", "measure how much stylized clips flicker against their input"),
 }
 
 

@@ -1,10 +1,11 @@
 """Pictures of flicker for docs/video.md: a frame strip (the same pixels of consecutive frames, the
-input above each model's) and a short side-by-side clip (the input beside each model, labelled).
+input above each model's), a temporal profile (one row of pixels through every frame of the clip)
+and a short side-by-side clip (the input beside each model, labelled).
 
     python scripts/video_pictures.py --models A.ckpt B.ckpt --labels "gram" "gram + temporal" \\
         --clip sample:bikes --skip 150 --out docs/images/video
 
-writes OUT_strip.jpg and OUT_side_by_side.mp4 (H.264, small enough for the repository).
+writes OUT_strip.jpg, OUT_profile.png and OUT_side_by_side.mp4 (H.264, small enough for the repository).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def strip(rows: list[tuple[str, np.ndarray]], box: tuple[int, int, int, int], co
     return Image.fromarray(np.concatenate(lines, 0))
 
 
+def profile(rows: list[tuple[str, np.ndarray]], y: int, stretch: int) -> Image.Image:
+    """The temporal profile of pixel row `y`: that row of every frame, one under the other (time runs
+    down, each frame `stretch` px tall), one panel per (label, frames). A still scene draws vertical
+    lines; flicker draws speckle across them."""
+    panels = [labelled(np.repeat(frames[:, y], stretch, axis=0), label) for label, frames in rows]
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    return Image.fromarray(np.concatenate([x for p in panels for x in (p, gap)][:-1], 1))
+
+
 def side_by_side(rows: list[tuple[str, np.ndarray]], columns: int) -> np.ndarray:
     """(T, H, W, 3): the labelled clips in a grid of `columns` panels a row."""
     panels = [np.stack([labelled(f, label) for f in frames]) for label, frames in rows]
@@ -59,10 +69,10 @@ def side_by_side(rows: list[tuple[str, np.ndarray]], columns: int) -> np.ndarray
 
 
 def write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
-    """`frames` as H.264 (crf 26: a small file), written whole or not at all."""
+    """`frames` as H.264 (crf 28: a small file), written whole or not at all."""
     with writing(path) as tmp:
         with av.open(str(tmp), "w") as out:
-            stream = out.add_stream("libx264", rate=fps, options={"crf": "26", "preset": "slow"})
+            stream = out.add_stream("libx264", rate=fps, options={"crf": "28", "preset": "slow"})
             stream.height, stream.width, stream.pix_fmt = frames.shape[1] - frames.shape[1] % 2, \
                 frames.shape[2] - frames.shape[2] % 2, PIX_FMT
             stream.codec_context.time_base = Fraction(1, fps)
@@ -86,9 +96,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--clip-frames", type=int, default=105, help="frames of the side-by-side clip (default 105)")
     p.add_argument("--size", type=int, default=640, help="strip frames' long side (default 640)")
     p.add_argument("--clip-size", type=int, default=320, help="side-by-side panels' long side (default 320)")
+    p.add_argument("--profile-row", type=int, default=90, help="pixel row of the temporal profile (default 90)")
     p.add_argument("--columns", type=int, default=3, help="panels a row in the side-by-side clip (default 3)")
     p.add_argument("--fps", type=int, default=25)
-    p.add_argument("--out", type=Path, required=True, help="prefix: OUT_strip.jpg, OUT_side_by_side.mp4")
+    p.add_argument("--out", type=Path, required=True, help="prefix: OUT_strip.jpg, OUT_profile.png, OUT_side_by_side.mp4")
     args = p.parse_args(argv)
     if len(args.labels) != len(args.models):
         p.error("give one --labels entry per --models entry")
@@ -104,10 +115,12 @@ def main(argv: list[str]) -> int:
     with writing(args.out.with_name(args.out.name + "_strip.jpg")) as tmp:
         picture.save(tmp, quality=90)
     clip_rows = rows(args.clip_skip, args.clip_frames, args.clip_size)
+    with writing(args.out.with_name(args.out.name + "_profile.png")) as tmp:
+        profile(clip_rows, args.profile_row, 2).save(tmp)
     if args.columns == 3 and len(clip_rows) == 5:  # input, then two models a row: the input beside each pair
         clip_rows = [clip_rows[0], *clip_rows[1:3], clip_rows[0], *clip_rows[3:5]]
     write_clip(args.out.with_name(args.out.name + "_side_by_side.mp4"), side_by_side(clip_rows, args.columns), args.fps)
-    print(f"{args.out}_strip.jpg, {args.out}_side_by_side.mp4")
+    print(f"{args.out}_strip.jpg, {args.out}_profile.png, {args.out}_side_by_side.mp4")
     return 0
 
 

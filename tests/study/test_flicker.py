@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from fst.assets import sample_photos_dir
 from fst.cli import main as cli
 from fst.core.errors import FstError
 from fst.io import registry
+from fst.io.clips import read_frames
 from fst.io.images import open_rgb
 from fst.metrics.known_motion import pan
 from fst.study import sample_clips
@@ -135,3 +137,30 @@ def test_bad_clip_options_fail_before_training_with_one_line(tmp_path, capsys, e
     assert cli(["compare", "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and not (tmp_path / "o").exists()
+
+
+def test_fst_flicker_scores_stylized_versions_of_a_clip(cut_clip, tmp_path, capsys) -> None:
+    frames = torch.from_numpy(read_frames(cut_clip, 12)).permute(0, 3, 1, 2).float() / 255
+    noise = 0.1 * torch.randn(frames.shape, generator=torch.Generator().manual_seed(0))
+    noisy = write_clip(tmp_path / "noisy.mp4", (frames + noise).clamp(0, 1))
+    half = torch.nn.functional.interpolate(frames, size=(32, 32), mode="bilinear", antialias=True)
+    small = write_clip(tmp_path / "small.mp4", half)  # as with --max-size 32
+    assert cli(["flicker", str(cut_clip), str(cut_clip), str(noisy), str(small), "--size", "32",
+                "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert "(10 of 11 frame pairs; the rest are cuts)" in out
+    result = json.loads((tmp_path / "f.json").read_text())["flicker"]
+    assert result[str(cut_clip)] == pytest.approx(1.0)
+    assert result[str(noisy)] > 3 * result[str(small)]
+    assert f"{noisy}: flicker {result[str(noisy)]:.2f}x the input's" in out
+    assert 0.5 < result[str(small)] < 2  # measured at its own size, as the input: no flicker added
+
+
+def test_fst_flicker_refuses_a_clip_of_other_frames_in_one_line(cut_clip, tmp_path, capsys) -> None:
+    frames = torch.from_numpy(read_frames(cut_clip, 5)).permute(0, 3, 1, 2).float() / 255
+    short = write_clip(tmp_path / "short.mp4", frames)
+    assert cli(["flicker", str(cut_clip), str(short), "--size", "64"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{short}: 5 frames from frame 0, the input 12: "
+                                                    "not a stylized version of it")
+    assert cli(["flicker", str(cut_clip), str(tmp_path / "none.mp4")]) == 2
+    assert capsys.readouterr().err.strip() == f"fst flicker: error: {tmp_path / 'none.mp4'}: clip not found"
