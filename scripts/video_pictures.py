@@ -46,7 +46,8 @@ def labelled(panel: np.ndarray, text: str) -> np.ndarray:
 def strip(rows: list[tuple[str, np.ndarray]], box: tuple[int, int, int, int], count: int) -> Image.Image:
     """One row per (label, frames): the `box` (x, y, w, h) of `count` consecutive frames, side by side."""
     x, y, w, h = box
-    lines = [labelled(np.concatenate([f[y:y + h, x:x + w] for f in frames[:count]], 1), label) for label, frames in rows]
+    lines = [labelled(np.concatenate([f[y:y + h, x:x + w] for f in frames[:count]], 1), label)
+             for label, frames in rows]
     return Image.fromarray(np.concatenate(lines, 0))
 
 
@@ -77,7 +78,8 @@ def write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
                 frames.shape[2] - frames.shape[2] % 2, PIX_FMT
             stream.codec_context.time_base = Fraction(1, fps)
             for i, f in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:stream.height, :stream.width]), format="rgb24")
+                rgb = np.ascontiguousarray(f[:stream.height, :stream.width])
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts = i
                 out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -99,7 +101,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--profile-row", type=int, default=90, help="pixel row of the temporal profile (default 90)")
     p.add_argument("--columns", type=int, default=3, help="panels a row in the side-by-side clip (default 3)")
     p.add_argument("--fps", type=int, default=25)
-    p.add_argument("--out", type=Path, required=True, help="prefix: OUT_strip.jpg, OUT_profile.png, OUT_side_by_side.mp4")
+    p.add_argument("--out", type=Path, required=True,
+                   help="prefix: OUT_strip.jpg, OUT_profile.png, OUT_side_by_side.mp4")
     args = p.parse_args(argv)
     if len(args.labels) != len(args.models):
         p.error("give one --labels entry per --models entry")
@@ -109,7 +112,8 @@ def main(argv: list[str]) -> int:
 
     def rows(skip: int, count: int, side: int) -> list[tuple[str, np.ndarray]]:
         x = torch.from_numpy(read_frames(path, count, side, skip)).permute(0, 3, 1, 2).float() / 255
-        return [("input", as_uint8(x)), *((label, as_uint8(stylize(net, x, "cpu"))) for label, net in zip(args.labels, nets))]
+        styled = [(label, as_uint8(stylize(net, x, "cpu"))) for label, net in zip(args.labels, nets)]
+        return [("input", as_uint8(x)), *styled]
 
     picture = strip(rows(args.skip, args.strip_frames, args.size), tuple(args.box), args.strip_frames)
     with writing(args.out.with_name(args.out.name + "_strip.jpg")) as tmp:

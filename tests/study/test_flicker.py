@@ -61,7 +61,8 @@ def test_a_real_clip_leaves_the_cut_out_and_scores_its_own_frames_one(cut_clip: 
     assert clip.frames.shape == (12, 3, 64, 64) and clip.name == "two_shots"
     assert clip.keep.tolist() == [True] * 5 + [False] + [True] * 5  # the cut has no motion to follow
     assert clip.ratio(clip.frames) == pytest.approx(1.0)
-    noisy = (clip.frames + 0.03 * torch.randn(clip.frames.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    noise = 0.03 * torch.randn(clip.frames.shape, generator=torch.Generator().manual_seed(0))
+    noisy = (clip.frames + noise).clamp(0, 1)
     assert clip.ratio(noisy) > 3  # independent noise per frame is flicker
     assert clip.ratio(0.5 * clip.frames + 0.25) < 0.5  # half the contrast: a quarter of the error (+ the floor)
 
