@@ -86,7 +86,7 @@ def test_tensorboard_serves_losses_first_quality_previews_and_hparams(tmp_path):
         tags = list(get(base, "/data/plugin/scalars/tags")[run])
         assert sorted(tags)[0].startswith("loss/"), sorted(tags)  # the scalars page opens on the loss terms
         assert {"loss/total", "loss/content", "loss/style", "loss/tv", "quality/style_mean_std", "quality/content",
-                "quality/color", "quality/clipped_pct", "perf/quality_seconds"} <= set(tags)
+                "quality/color", "quality/clipped_pct", "perf/quality_seconds", "val/temporal"} <= set(tags)
         assert "data/skipped" not in tags and "hp_metric" not in tags  # nothing skipped; no -1 placeholder
         quality = get(base, "/data/plugin/scalars/scalars", run=run, tag="quality/style_mean_std")
         assert [step for _, step, _ in quality] == [1, 3]  # each validation (val_check_interval 2)
@@ -94,7 +94,8 @@ def test_tensorboard_serves_losses_first_quality_previews_and_hparams(tmp_path):
         page = get(base, "/data/plugin/custom_scalars/layout")
         assert [c["title"] for c in page["category"]] == ["loss", "quality"]
         charts = {ch["title"]: ch["multiline"]["tag"] for ch in page["category"][0]["chart"]}
-        assert list(charts)[:4] == ["total", "content", "style", "tv"] and charts["total"] == ["^(loss|val)/total$"]
+        assert list(charts)[:5] == ["total", "content", "style", "tv", "temporal"]
+        assert charts["total"] == ["^(loss|val)/total$"] and charts["temporal"] == ["^(loss|val)/temporal$"]
         assert "style per painting" not in charts  # one painting: no empty chart
 
         images = get(base, "/data/plugin/images/tags")[run]
@@ -107,7 +108,7 @@ def test_tensorboard_serves_losses_first_quality_previews_and_hparams(tmp_path):
                                                            headers={"Content-Type": "application/json"}), timeout=10) as r:
             experiment = json.loads(r.read())
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-        assert metrics == {"run/loss", "run/style_distance", "run/content_distance"}
+        assert metrics == {"run/loss", "run/style_distance", "run/content_distance", "run/temporal"}
         assert {"lr", "style_image"} <= {h["name"] for h in experiment["hparamInfos"]}
         with urllib.request.urlopen(urllib.request.Request(f"{base}/data/plugin/hparams/session_groups", data=request,
                                                            headers={"Content-Type": "application/json"}), timeout=10) as r:
