@@ -3,7 +3,7 @@ input above each model's), a temporal profile (one row of pixels through every f
 and a short side-by-side clip (the input beside each model, labelled).
 
     python scripts/video_pictures.py --models A.ckpt B.ckpt --labels "gram" "gram + temporal" \\
-        --clip sample:bikes --skip 150 --out docs/images/video
+        --clip sample:bikes --out docs/images/video
 
 writes OUT_strip.jpg, OUT_profile.png and OUT_side_by_side.mp4 (H.264, small enough for the repository).
 """
@@ -90,10 +90,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--models", nargs="+", type=Path, required=True, help="fst checkpoints")
     p.add_argument("--labels", nargs="+", required=True, help="one label per model")
     p.add_argument("--clip", default="sample:bikes", help="a clip path or sample:NAME (default sample:bikes)")
-    p.add_argument("--skip", type=int, default=150, help="first frame of the strip (default 150)")
+    p.add_argument("--skip", type=int, default=10, help="first frame of the strip (default 10)")
     p.add_argument("--strip-frames", type=int, default=8, help="consecutive frames in the strip (default 8)")
-    p.add_argument("--box", type=int, nargs=4, default=[200, 40, 96, 96], metavar=("X", "Y", "W", "H"),
-                   help="the strip's pixels, in the frames at --size (default 200 40 96 96)")
+    p.add_argument("--box", type=int, nargs=4, default=[128, 160, 96, 96], metavar=("X", "Y", "W", "H"),
+                   help="the strip's pixels, in the frames at --size (default 128 160 96 96: a still part of sample:bikes)")
     p.add_argument("--clip-skip", type=int, default=137, help="first frame of the side-by-side clip (default 137)")
     p.add_argument("--clip-frames", type=int, default=105, help="frames of the side-by-side clip (default 105)")
     p.add_argument("--size", type=int, default=640, help="strip frames' long side (default 640)")
