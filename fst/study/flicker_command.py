@@ -11,6 +11,7 @@ scaled to the input's measuring size.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from fst.study.flicker import EvalClip, as_tensor, real_clip
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="fst flicker", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="fst flicker", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="How much stylized clips flicker, measured against the clip they were made from.",
+                       epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("input", help="the clip that was stylized (a path, or sample:bikes)")
     p.add_argument("stylized", nargs="+", type=Path, help="its stylized versions (same frames, e.g. from fst stylize)")
     p.add_argument("--frames", type=int, default=250, help="frames measured, from --skip on (default 250)")
