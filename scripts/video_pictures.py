@@ -26,6 +26,7 @@ from fst.core.arguments import ArgumentParser  # noqa: E402
 from fst.io.clips import PIX_FMT, read_frames  # noqa: E402
 from fst.io.files import writing  # noqa: E402
 from fst.study.evaluate import stylize  # noqa: E402
+from fst.study.flicker import as_tensor  # noqa: E402
 from fst.study.sample_clips import resolve_clip  # noqa: E402
 
 LABEL = 14  # px of the label band above each panel
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> int:
     path = resolve_clip(args.clip)
 
     def rows(skip: int, count: int, side: int) -> list[tuple[str, np.ndarray]]:
-        x = torch.from_numpy(read_frames(path, count, side, skip)).permute(0, 3, 1, 2).float() / 255
+        x = as_tensor(read_frames(path, count, side, skip))
         styled = [(label, as_uint8(stylize(net, x, "cpu"))) for label, net in zip(args.labels, nets)]
         return [("input", as_uint8(x)), *styled]
 

@@ -115,7 +115,7 @@ def check_inputs(args: argparse.Namespace) -> list[str]:
     if len(set(stems)) != len(stems):
         raise FstError(f"two paintings share a file name ({', '.join(stems)}): their runs would collide")
     for key in ("steps", "batch", "crop", "eval_count", "eval_size", "tile", "draws", "channels", "n_residual",
-                "clip_frames", "clip_size"):
+                "clip_size"):
         if getattr(args, key) < 1:
             raise FstError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     stems = [p.stem for p in args.baselines]

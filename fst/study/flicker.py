@@ -7,15 +7,17 @@
 - real clips (``--clips``), ``flicker_<clip>``: their motion estimated on the input frames by
   OpenCV (fst.metrics.flow), occluded pixels masked; reported as the ratio to the input frames' own
   warping error (1.0: as stable as the input clip, whose error is the flow's and the sampling's).
- Pairs of frames
-whose motion cannot be followed (a cut, a flash: under MIN_MATCHED of the pixels pass the
-forward-backward check) say nothing about flicker and are left out of a real clip.
+
+Pairs of frames whose motion cannot be followed (a cut, a flash: under MIN_MATCHED of the pixels pass
+the forward-backward check) say nothing about flicker: their masks are emptied, so the warping error
+leaves them out of its mean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from fst.core.errors import FstError
 from fst.io.clips import read_frames
 from fst.io.images import open_rgb
 from fst.metrics import flow, known_motion
-from fst.metrics.warping import RATIO_FLOOR, pair_error
+from fst.metrics.warping import RATIO_FLOOR, warping_error
 from fst.study.sample_clips import resolve_clip
 
 KNOWN_FRAMES = 12  # frames of each known-motion clip
@@ -41,19 +43,26 @@ class EvalClip:
     name: str
     frames: torch.Tensor  # (T, 3, H, W) in [0, 1], CPU
     flows: torch.Tensor  # (T-1, 2, H, W): frame t to t+1
-    masks: torch.Tensor  # (T-1, 1, H, W): 1 where the motion is known
-    keep: torch.Tensor  # (T-1,) bool: the pairs of frames measured
+    masks: torch.Tensor  # (T-1, 1, H, W): true where the motion is known; all false for a pair left out
     exact: bool = False  # known motion: reported as the warping error itself (the input's is ~0)
 
+    @property
+    def keep(self) -> torch.Tensor:
+        """(T-1,) bool: the pairs of frames measured."""
+        return self.masks.flatten(1).any(1)
+
     def error(self, frames: torch.Tensor) -> float:
-        """The warping error of `frames` (these input frames, or their stylized versions) over the kept
-        pairs: fst.metrics.warping's E_warp with the pairs that were left out taken out of the mean."""
-        errors = [pair_error(frames[t], frames[t + 1], self.flows[t], self.masks[t]) for t in self.keep.nonzero()[:, 0]]
-        return float(torch.stack(errors).nanmean())
+        """The warping error of `frames` (these input frames, or their stylized versions) under the
+        input's motion."""
+        return warping_error(frames, self.flows, self.masks)
+
+    @cached_property
+    def input_error(self) -> float:
+        return self.error(self.frames)
 
     def ratio(self, stylized: torch.Tensor) -> float:
         """The stylized frames' warping error over the input's (`flicker_ratio`'s floor keeps a still clip at 1)."""
-        return (self.error(stylized) + RATIO_FLOOR) / (self.error(self.frames) + RATIO_FLOOR)
+        return (self.error(stylized) + RATIO_FLOOR) / (self.input_error + RATIO_FLOOR)
 
 
 def as_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -70,8 +79,7 @@ def known_clips(photo: Path, size: int) -> list[EvalClip]:
     image = as_tensor(np.asarray(img)[None])[0]
     clips = {"pan": known_motion.pan(image, KNOWN_FRAMES, size, PAN_STEP),
              "zoom": known_motion.zoom(image, KNOWN_FRAMES, size, ZOOM_FACTOR)}
-    return [EvalClip(name, f, fl, m, torch.ones(f.shape[0] - 1, dtype=torch.bool), exact=True)
-            for name, (f, fl, m) in clips.items()]
+    return [EvalClip(name, f, fl, m, exact=True) for name, (f, fl, m) in clips.items()]
 
 
 def real_clip(spec: str, count: int, max_side: int, skip: int = 0) -> EvalClip:
@@ -82,10 +90,10 @@ def real_clip(spec: str, count: int, max_side: int, skip: int = 0) -> EvalClip:
     if frames.shape[0] < 2:
         raise FstError(f"{path}: fewer than 2 frames to compare after skipping {skip}")
     flows, masks = flow.clip_motion(frames)
-    keep = masks.flatten(1).float().mean(1) >= MIN_MATCHED
-    if not keep.any():
+    followed = masks.flatten(1).float().mean(1) >= MIN_MATCHED
+    if not followed.any():
         raise FstError(f"{path}: no two consecutive frames whose motion can be followed")
-    return EvalClip(path.stem, frames, flows, masks, keep)
+    return EvalClip(path.stem, frames, flows, masks & followed.view(-1, 1, 1, 1))
 
 
 def column(clip: EvalClip) -> str:
@@ -94,7 +102,7 @@ def column(clip: EvalClip) -> str:
 
 def reference(clips: list[EvalClip]) -> dict[str, float]:
     """The input clips' own values: their warping error (known motion), 1 (real clips)."""
-    return {column(c): c.error(c.frames) if c.exact else 1.0 for c in clips}
+    return {column(c): c.input_error if c.exact else 1.0 for c in clips}
 
 
 def flicker(stylize: Callable[[torch.Tensor], torch.Tensor], clips: list[EvalClip]) -> dict[str, float]:

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
         raise FstError("--frames must be >= 2, --skip >= 0 and --size >= 16")
     clip = real_clip(args.input, args.frames, args.size, args.skip)
     pairs = f"{int(clip.keep.sum())} of {clip.keep.numel()} frame pairs"
-    results = {"input": args.input, "input_warping_error": clip.error(clip.frames), "pairs_measured": pairs,
+    results = {"input": args.input, "input_warping_error": clip.input_error, "pairs_measured": pairs,
                "flicker": {}}
     print(f"{args.input}: warping error {results['input_warping_error']:.3g} ({pairs}; the rest are cuts)")
     for path in args.stylized:

@@ -298,13 +298,18 @@ class StyleTransferModule(pl.LightningModule):
         moved = temporal.with_noise(temporal.move(x, grid), generator=generator)
         return temporal.temporal_loss(self.stylize(moved, styles), temporal.move(y, grid), temporal.inside(grid)).mean()
 
+    def add_temporal(self, terms: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                     styles: torch.Tensor | None, generator: torch.Generator | None = None) -> None:
+        """terms['temporal'], and its weighted share added to terms['total']."""
+        terms["temporal"] = self.temporal_term(x, y, styles, generator)
+        terms["total"] = terms["total"] + self.hparams.temporal_weight * terms["temporal"]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
         styles = self.styles_for(x.shape[0], self.global_step)
         y, terms = self.stylize_and_score(x, styles)
         if self.hparams.temporal_weight:
-            terms["temporal"] = self.temporal_term(x, y, styles)
-            terms["total"] = terms["total"] + self.hparams.temporal_weight * terms["temporal"]
+            self.add_temporal(terms, x, y, styles)
         self._log_per_style(terms.pop("style_per_image"), styles, "loss/style_of", x.shape[0])
         total = terms["total"]
         if not torch.isfinite(total):
@@ -349,8 +354,7 @@ class StyleTransferModule(pl.LightningModule):
             styles = None if self.n_styles == 1 else torch.full((bs,), k)
             y, terms = self.stylize_and_score(x, styles)
             # Every run, trained with the term or not, shows the same measure of flicker: a fixed motion per batch.
-            terms["temporal"] = self.temporal_term(x, y, styles, torch.Generator().manual_seed(batch_idx))
-            terms["total"] = terms["total"] + self.hparams.temporal_weight * terms["temporal"]
+            self.add_temporal(terms, x, y, styles, torch.Generator().manual_seed(batch_idx))
             self._log_per_style(terms.pop("style_per_image"), styles, "val/style_of", bs)
             if preview:
                 outputs.append(y.detach().float().cpu())
