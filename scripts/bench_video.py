@@ -2,6 +2,10 @@
 given size through the quickstart-size network (TransformerNet defaults: 32 channels, 5 residual
 blocks, random weights: speed does not depend on them), decode + stylise + encode end to end.
 
+Each stage is also timed alone, one after the other (decode to arrays, the network, encode to a
+file): end to end is the sum of the three when nothing overlaps, the slowest one when everything
+does (fst.stylize.video runs decoding and encoding in threads beside the network).
+
     python scripts/bench_video.py --size 1280x720 --frames 16 --dtype fp32
 """
 
@@ -20,8 +24,10 @@ import torch
 
 from fst.artefacts.checkpoint import payload
 from fst.models.transformer import TransformerNet
+from fst.io.clips import ClipWriter, open_clip
+from fst.stylize.image import Options
 from fst.stylize.stylizer import Stylizer
-from fst.stylize.video import stylize_clip
+from fst.stylize.video import BATCH, decoded, stylize_batch, stylize_clip
 
 
 def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
@@ -40,11 +46,37 @@ def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
     return path
 
 
+def stage_seconds(stylizer: Stylizer, src: Path, folder: Path) -> dict[str, float]:
+    """Seconds for each stage run alone: decode (to upright arrays), network, encode (to a file)."""
+    clip = open_clip(src)
+    start = time.perf_counter()
+    try:
+        frames = [item for item in decoded(clip, Options()) if not isinstance(item, av.Packet)]
+    finally:
+        clip.container.close()
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    styled = [stylize_batch(stylizer, [f for f, _, _ in frames[i:i + BATCH]], None, Options())
+              for i in range(0, len(frames), BATCH)]
+    network = time.perf_counter() - start
+    clip = open_clip(src)
+    h, w = frames[0][0].shape[:2]
+    start = time.perf_counter()
+    writer = ClipWriter(folder / "encode.mp4", folder / "encode.mp4", clip, (w, h))
+    for rgb, (_, pts, time_base) in zip((f for batch in styled for f in batch), frames):
+        writer.write_frame(rgb, pts, time_base)
+    writer.close()
+    encode = time.perf_counter() - start
+    clip.container.close()
+    return {"decode": decode, "network": network, "encode": encode}
+
+
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="1280x720")
     p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
@@ -55,15 +87,19 @@ def main() -> None:
         net = TransformerNet().eval()
         torch.save(payload(net, style_name="bench", style_loss="gram", global_step=0), folder / "net.ckpt")
         clip = synthetic_clip(folder / "clip.mp4", width, height, args.frames)
-        stylizer = Stylizer(folder / "net.ckpt", device="cpu", dtype=args.dtype)
-        stylizer(torch.rand(1, 3, height, width))  # warm-up: first-pass allocations are not per frame
+        stylizer = Stylizer(folder / "net.ckpt", device=args.device, dtype=args.dtype)
+        stylizer(torch.rand(BATCH, 3, height, width, device=args.device))  # warm-up: first-pass allocations
+        stages = stage_seconds(stylizer, clip, folder)
         start = time.perf_counter()
         stylize_clip(stylizer, clip, [(None, folder / "out.mp4")], progress=False)
         seconds = time.perf_counter() - start
     fps = args.frames / seconds
-    print(f"{args.size}, {args.frames} frames, {stylizer.dtype}, {torch.get_num_threads()} threads, "
+    alone = ", ".join(f"{k} {args.frames / v:.2f}" for k, v in stages.items())
+    print(f"{args.size}, {args.frames} frames, {stylizer.dtype}, {stylizer.device}, {torch.get_num_threads()} threads, "
           f"channels {net.config['channels']}: {seconds:.1f} s, {fps:.3f} frames/s ({1 / fps:.2f} s/frame) "
           f"on {platform.processor() or platform.machine()}")
+    print(f"stages alone, frames/s: {alone}; their sum {sum(stages.values()):.1f} s, "
+          f"end to end {seconds:.1f} s ({sum(stages.values()) / seconds:.2f}x the sum's speed)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 #
 # Runs, each step under its own time limit and carrying on if one fails, scarcest figure first:
 #   1. environment report (GPU, torch, which packages came from the wheel folder)
-#   2. the training benchmark (images/s at 256²): the classic step, then fst's variants
+#   2. the training benchmark (images/s at 256²): the classic step, then fst's variants; then a
+#      clip stylized end to end (1920×1080: decode, network, encode, frames/s)
 #   3. a real training run on the sample shards (bf16-mixed, 256², batch 32: images/s end to end),
 #      then 20 steps of it under Lightning's PyTorchProfiler (where the time goes)
 #   4. that run exported as an AOTInductor package (fp16, channels-last), stylize through it, and
@@ -86,6 +87,11 @@ else VARIANTS=("$CLASSIC" "fp32 eager" "bf16 autocast" "bf16 + channels_last" "f
 step bench_train 110 35 $PY scripts/bench_train.py --device "$DEV" --size $SIZE --batch $BATCH \
   --steps $([ "$QUICK" = 1 ] && echo 8 || echo 15) --warmup 3 --json "$OUT/bench_train.json" --only "${VARIANTS[@]}"
 grep '^|' "$OUT/bench_train.log" >> "$SUMMARY" 2>/dev/null
+if [ "$DEV" = cuda ]; then VIDEO=(--size 1920x1080 --frames 120); else VIDEO=(--size 128x72 --frames 8); fi
+if $PY -c "import av" 2> /dev/null; then  # PyAV's wheel (~35 MB) is not in .whl: the machine's own, if any
+  step bench_video 60 40 $PY scripts/bench_video.py --device "$DEV" --dtype $INFER_DTYPE "${VIDEO[@]}"
+  sed 's/^/    /' "$OUT/bench_video.log" | tail -n 2 >> "$SUMMARY" 2>/dev/null
+else echo "- bench_video: skipped, PyAV is not installed (pip install av)" | tee -a "$SUMMARY"; fi
 
 # 3. a real training run on the sample shards, end to end (loader, logging, checkpoints, previews):
 #    the images/s figure of the issue; then the same run for a few steps under Lightning's profiler

@@ -50,3 +50,12 @@ def test_bench_train_runs_and_reports_against_the_classic_step(tmp_path: Path) -
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]  # header, then one per variant
     assert rows[1].startswith(f"| {bench_train.CLASSIC} |") and rows[1].endswith("| 1.00 |")
     assert rows[2].startswith("| fp32 eager |") and rows[3].startswith("| fp32 eager + temporal term |")
+
+
+def test_bench_video_times_each_stage_and_the_whole(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(SCRIPTS / "bench_video.py"), "--size", "64x48", "--frames", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    whole, stages = out.stdout.strip().splitlines()[-2:]
+    assert whole.startswith("64x48, 5 frames, fp32, cpu") and "frames/s" in whole
+    assert all(f"{stage} " in stages for stage in ("decode", "network", "encode")) and "the sum's speed" in stages

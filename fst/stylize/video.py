@@ -1,8 +1,14 @@
 """One clip through a `Stylizer`: every frame stylised with the options photos get (style or blend,
 strength, colour, tiles, --max-size), streamed from the input to each output.
 
-Memory does not grow with the clip's length: at most `BATCH` decoded frames wait for the network
-(one batch, the bounded queue between decoder and network), plus what libav* keeps itself (the
+Decoding, the network and encoding overlap: a thread decodes ahead of the network and another encodes
+behind it (`fst.core.background`; PyAV releases the GIL while it demuxes, decodes, scales and
+encodes), so on a GPU the CPU's share of the work hides behind the network's, and on a CPU the
+codecs take the cores the network leaves idle between its kernels (docs/benchmarks.md).
+
+Memory does not grow with the clip's length: at most (2 QUEUED + 2) BATCH frames are held (decoded
+frames queued for the network, the batch being gathered, the batch in the network, and QUEUED
+stylised batches per output queued for the encoder), plus what libav* keeps itself (the
 decoder's and encoder's reference and look-ahead frames, a few dozen at most for x264, and audio
 packets the muxer holds until the video catches up, at most its 10 s interleave window; audio
 before the first video frame is held until that frame opens the outputs). Each output goes to a temp file beside it and
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fst.core import background
 from fst.core.errors import FstError
 from fst.io.clips import (
     Clip,
@@ -44,6 +52,7 @@ from fst.stylize.image import (
 from fst.stylize.stylizer import Stylizer
 
 BATCH = 4  # frames per network pass: amortises per-call overhead, bounds memory (see above)
+QUEUED = 2  # batches waiting on each side of the network: decoded frames, stylised batches
 
 
 def frame_size(clip: Clip, opts: Options, turns: int) -> tuple[int, int]:
@@ -90,42 +99,64 @@ def stylize_clip(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Opt
     return len(outputs)
 
 
+Frame = tuple[np.ndarray, int | None, Fraction | None]  # (H, W, 3) uint8 upright, pts, time base
+
+
+def decoded(clip: Clip, opts: Options) -> Iterator[av.Packet | Frame]:
+    """The clip's audio packets and its frames as arrays, sized by the first frame (upright, --max-size)."""
+    size, turns = None, 0
+    for item in clip.items():
+        if isinstance(item, av.Packet):
+            yield item
+            continue
+        if size is None:
+            turns = upright_turns(item.rotation)
+            size = frame_size(clip, opts, turns)
+        yield frame_array(item, size, turns), item.pts, item.time_base
+
+
 def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opts: Options, progress: bool) -> int:
-    """The decode - stylise - encode loop; the number of frames written to each output."""
+    """Decode (a thread) - stylise (here) - encode (a thread), overlapping; the frames written to each output."""
     writers: list[ClipWriter] = []
     held: list[av.Packet] = []  # audio before the first frame: the writers open once its size is known
-    batch: list[tuple[np.ndarray, int | None, Fraction | None]] = []
-    size, turns, written = None, 0, 0
+    batch: list[Frame] = []
+    written = 0
     bar = tqdm(total=clip.declared_frames, desc=clip.path.name, unit="frame", leave=False,
                disable=not progress or None, file=sys.stderr)
+
+    def encode(job: av.Packet | tuple[list[np.ndarray], list[Frame]]) -> None:
+        if isinstance(job, av.Packet):
+            for w in writers:
+                w.write_packet(job)
+            return
+        styled, frames = job
+        for w, out in zip(writers, styled):
+            for rgb, (_, pts, time_base) in zip(out, frames):
+                w.write_frame(rgb, pts, time_base)
+
     try:
-        for item in clip.items():
-            if isinstance(item, av.Packet):
-                if writers:
-                    for w in writers:
-                        w.write_packet(item)
-                else:
-                    held.append(item)
-                continue
+        with background.ahead(decoded(clip, opts), QUEUED * BATCH, "fst-decode") as items, \
+                background.behind(encode, QUEUED, "fst-encode") as put:
+            for item in items:
+                if isinstance(item, av.Packet):
+                    if writers:
+                        put(item)
+                    else:
+                        held.append(item)
+                    continue
+                if not writers:
+                    h, w = item[0].shape[:2]
+                    writers.extend(ClipWriter(tmp, dst, clip, (w, h)) for tmp, (_, dst) in outputs)
+                    for packet in held:
+                        put(packet)
+                    held.clear()
+                batch.append(item)
+                if len(batch) == BATCH:
+                    written += _flush(stylizer, batch, put, outputs, opts, bar)
             if not writers:
-                turns = upright_turns(item.rotation)
-                size = frame_size(clip, opts, turns)
-                for tmp, (_, dst) in outputs:
-                    writers.append(ClipWriter(tmp, dst, clip, size))
-                for packet in held:
-                    for w in writers:
-                        w.write_packet(packet)
-                held.clear()
-            batch.append((frame_array(item, size, turns), item.pts, item.time_base))
-            if len(batch) == BATCH:
-                written += _flush(stylizer, batch, writers, outputs, opts)
-                bar.update(len(batch))
-                batch.clear()
-        if not writers:
-            raise FstError(f"{clip.path}: no video frame could be decoded")
-        written += _flush(stylizer, batch, writers, outputs, opts)
-        bar.update(len(batch))
-        for w in writers:
+                raise FstError(f"{clip.path}: no video frame could be decoded")
+            written += _flush(stylizer, batch, put, outputs, opts, bar)
+        for w in writers:  # every frame is encoded: flush each encoder, write each trailer
             w.close()
         writers.clear()
     finally:
@@ -135,12 +166,14 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
     return written
 
 
-def _flush(stylizer: Stylizer, batch: list[tuple[np.ndarray, int | None, Fraction | None]],
-           writers: list[ClipWriter], outputs: list[tuple[Path, Output]], opts: Options) -> int:
+def _flush(stylizer: Stylizer, batch: list[Frame], put: Callable[[tuple[list[np.ndarray], list[Frame]]], None],
+           outputs: list[tuple[Path, Output]], opts: Options, bar: tqdm) -> int:
+    """Stylise the batch for each output, hand it to the encoder, empty it; how many frames it held."""
     if not batch:
         return 0
-    frames = [f for f, _, _ in batch]
-    for w, (_, (weights, _)) in zip(writers, outputs):
-        for styled, (_, pts, time_base) in zip(stylize_batch(stylizer, frames, weights, opts), batch):
-            w.write_frame(styled, pts, time_base)
-    return len(batch)
+    arrays = [f for f, _, _ in batch]
+    put(([stylize_batch(stylizer, arrays, weights, opts) for _, (weights, _) in outputs], list(batch)))
+    n = len(batch)
+    bar.update(n)
+    batch.clear()
+    return n

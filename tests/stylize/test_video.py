@@ -4,6 +4,7 @@ short clips with PyAV."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from fractions import Fraction
@@ -201,6 +202,40 @@ def test_a_rotated_clip_is_stylised_upright() -> None:
     frame = av.VideoFrame.from_ndarray(img, format="rgb24")
     upright = video.frame_array(frame, (48, 64), 1)
     assert upright.shape == (64, 48, 3) and upright[0, 0].tolist() == [255, 255, 255]  # now top left
+
+
+def with_display_matrix(src: Path, dst: Path, matrix: tuple[int, ...]) -> Path:
+    """`src` (an .mp4 PyAV wrote: one track, version-0 tkhd) with its track's display matrix set, as a
+    phone writes it: the 9 big-endian 16.16/2.30 fixed-point numbers 44 bytes after 'tkhd'."""
+    data = bytearray(src.read_bytes())
+    at = data.index(b"tkhd") + 44
+    assert struct.unpack(">9i", data[at:at + 36]) == (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)  # identity
+    data[at:at + 36] = struct.pack(">9i", *matrix)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_phone_clip_shot_upright_comes_out_upright(ckpt: Path, tmp_path: Path) -> None:
+    out = av.open(str(tmp_path / "stored.mp4"), "w")
+    stream = out.add_stream("libx264", rate=12)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    for i in range(4):
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[:16, -16:] = 255  # top right, as stored
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 12)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+    out.close()
+    # "rotate 90° clockwise to show": the matrix of a phone held upright with its camera sideways
+    src = with_display_matrix(tmp_path / "stored.mp4", tmp_path / "phone.mp4", (0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000))
+    assert video_frames(src)[0].rotation == -90
+    assert stylize(src, "--model", ckpt, "--out", tmp_path / "out.mp4", "--strength", "0") == 0
+    frames = video_frames(tmp_path / "out.mp4")
+    assert len(frames) == 4 and (frames[0].width, frames[0].height) == (48, 64)  # upright: portrait
+    assert not frames[0].rotation  # the pixels are turned, so no player turns them again
+    img = frames[2].to_ndarray(format="rgb24").mean(axis=2)
+    assert img[-16:, -16:].mean() > 200 and img[:-20].mean() < 30  # top right, turned clockwise: bottom right
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(ckpt: Path, tmp_path: Path) -> None:
