@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from fst.artefacts.checkpoint import payload
-from fst.models.transformer import TransformerNet
 from fst.io.clips import ClipWriter, open_clip
+from fst.models.transformer import TransformerNet
 from fst.stylize.image import Options
 from fst.stylize.stylizer import Stylizer
 from fst.stylize.video import BATCH, decoded, stylize_batch, stylize_clip

@@ -4,9 +4,11 @@ short clips with PyAV."""
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from fst.stylize.image import Options
 from fst.stylize.stylizer import Stylizer
 
 from nets import save_checkpoint, save_styles_checkpoint
+from processes import STOP_WITHIN_S, finish, fst_process, one_error_line, wait_until
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 VFR_MS = [0, 40, 90, 100, 250, 260, 300, 400, 410, 500, 700, 710]  # frame times, milliseconds
@@ -190,6 +193,22 @@ def test_a_stop_signal_mid_clip_leaves_nothing(ckpt: Path, tmp_path: Path, monke
     monkeypatch.setattr(video, "stylize_batch", stop_on_second)
     with pytest.raises(Interrupted):
         video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, out / "clip.mp4")], progress=False)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_mid_clip_ends_the_threads_and_leaves_nothing(ckpt: Path, tmp_path: Path) -> None:
+    """A real signal while the decoder and encoder threads run: one line, exit 143, no file."""
+    src = make_clip(tmp_path / "long.mp4", [i * 40 for i in range(400)], size=(320, 240), codec="mpeg4", audio="aac")
+    (out := tmp_path / "out").mkdir()
+    with fst_process(["stylize", str(src), "--model", str(ckpt), "--out", str(out), "--quiet"]) as proc:
+        wait_until(lambda: any(out.iterdir()) or proc.poll() is not None, 120, "the clip's temp file")
+        time.sleep(1)  # frames in every stage: decoded, in the network, being encoded
+        assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        _, said = finish(proc, timeout=STOP_WITHIN_S)
+    assert proc.returncode == 128 + signal.SIGTERM, said[-2000:]
+    assert one_error_line(said, "stylize") == "fst stylize: interrupted by SIGTERM"
     assert list(out.iterdir()) == []
 
 
