@@ -20,8 +20,9 @@ import av
 import numpy as np
 import torch
 
-from bench_video import synthetic_clip
 from fst.io.clips import ENCODER_OPTIONS, PIX_FMT, open_clip
+
+from bench_video import synthetic_clip
 
 
 def pyav_decode(path: Path) -> list[np.ndarray]:
