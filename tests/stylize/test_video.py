@@ -8,6 +8,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -194,6 +195,24 @@ def test_a_stop_signal_mid_clip_leaves_nothing(ckpt: Path, tmp_path: Path, monke
     with pytest.raises(Interrupted):
         video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, out / "clip.mp4")], progress=False)
     assert list(out.iterdir()) == []
+
+
+def test_decoding_and_encoding_run_beside_the_network(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_clip(tmp_path / "clip.mp4", audio="aac")
+    seen: dict[str, set[str]] = {"decode": set(), "network": set(), "encode": set()}
+
+    def spy(stage: str, real):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            seen[stage].add(threading.current_thread().name)
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(video, "frame_array", spy("decode", video.frame_array))
+    monkeypatch.setattr(video, "stylize_batch", spy("network", video.stylize_batch))
+    monkeypatch.setattr(video.ClipWriter, "write_frame", spy("encode", video.ClipWriter.write_frame))
+    video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, tmp_path / "out.mp4")], progress=False)
+    assert seen == {"decode": {"fst-decode"}, "network": {threading.main_thread().name}, "encode": {"fst-encode"}}
+    assert len(video_frames(tmp_path / "out.mp4")) == 12
 
 
 @pytest.mark.slow
