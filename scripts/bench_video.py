@@ -2,9 +2,9 @@
 given size through the quickstart-size network (TransformerNet defaults: 32 channels, 5 residual
 blocks, random weights: speed does not depend on them), decode + stylise + encode end to end.
 
-Each stage is also timed alone, one after the other (decode to arrays, the network, encode to a
-file): end to end is the sum of the three when nothing overlaps, the slowest one when everything
-does (fst.stylize.video runs decoding and encoding in threads beside the network).
+End to end is timed twice: the stages in turn (decode a batch, stylize it, encode it) and in
+threads (decoding ahead of the network, encoding behind it: fst.stylize.video's default).
+Each stage is also timed alone: in turn, end to end is their sum; fully overlapped, the slowest.
 
     python scripts/bench_video.py --size 1280x720 --frames 16 --dtype fp32
 """
@@ -90,16 +90,19 @@ def main() -> None:
         stylizer = Stylizer(folder / "net.ckpt", device=args.device, dtype=args.dtype)
         stylizer(torch.rand(BATCH, 3, height, width, device=args.device))  # warm-up: first-pass allocations
         stages = stage_seconds(stylizer, clip, folder)
-        start = time.perf_counter()
-        stylize_clip(stylizer, clip, [(None, folder / "out.mp4")], progress=False)
-        seconds = time.perf_counter() - start
-    fps = args.frames / seconds
+        seconds = {}
+        for overlap in (False, True):
+            start = time.perf_counter()
+            stylize_clip(stylizer, clip, [(None, folder / "out.mp4")], progress=False, overlap=overlap)
+            seconds[overlap] = time.perf_counter() - start
     alone = ", ".join(f"{k} {args.frames / v:.2f}" for k, v in stages.items())
     print(f"{args.size}, {args.frames} frames, {stylizer.dtype}, {stylizer.device}, {torch.get_num_threads()} threads, "
-          f"channels {net.config['channels']}: {seconds:.1f} s, {fps:.3f} frames/s ({1 / fps:.2f} s/frame) "
-          f"on {platform.processor() or platform.machine()}")
-    print(f"stages alone, frames/s: {alone}; their sum {sum(stages.values()):.1f} s, "
-          f"end to end {seconds:.1f} s ({sum(stages.values()) / seconds:.2f}x the sum's speed)")
+          f"channels {net.config['channels']}, on {platform.processor() or platform.machine()}; frames/s end to end:")
+    for overlap, s in seconds.items():
+        print(f"  {'threads' if overlap else 'in turn'} (decode and encode {'beside' if overlap else 'between'} network "
+              f"batches{', the default' if overlap else ''}): {s:.1f} s, "
+              f"{args.frames / s:.3f} frames/s ({s / args.frames:.2f} s/frame)")
+    print(f"stages alone, frames/s: {alone}; their sum {sum(stages.values()):.1f} s")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
 
-from fst.io.clips import ENCODER_OPTIONS, PIX_FMT, open_clip
+from fst.io.clips import PIX_FMT, ClipWriter, open_clip
 
 from bench_video import synthetic_clip
 
@@ -41,20 +42,19 @@ def torchcodec_decode(path: Path, batch: int = 8) -> list[torch.Tensor]:
     return [f for start in range(0, n, batch) for f in decoder.get_frames_in_range(start, min(n, start + batch)).data]
 
 
-def pyav_encode(frames: list[np.ndarray], path: Path, rate: int) -> None:
-    out = av.open(str(path), "w")
-    stream = out.add_stream("libx264", rate=rate, options=ENCODER_OPTIONS["libx264"])
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = PIX_FMT
-    for i, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts = i
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode(None))
-    out.close()
+def pyav_encode(frames: list[np.ndarray], path: Path, rate: int, clip: Path) -> None:
+    """fst's own writer (fst.io.clips.ClipWriter), set up from the input clip as `fst stylize` sets it up."""
+    src = open_clip(clip)
+    try:
+        writer = ClipWriter(path, path, src, frames[0].shape[1::-1])
+        for i, rgb in enumerate(frames):
+            writer.write_frame(rgb, i, Fraction(1, rate))
+        writer.close()
+    finally:
+        src.container.close()
 
 
-def torchcodec_encode(frames: list[np.ndarray], path: Path, rate: int) -> None:
+def torchcodec_encode(frames: list[np.ndarray], path: Path, rate: int, clip: Path) -> None:
     from torchcodec.encoders import VideoEncoder
 
     data = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()  # NCHW uint8
@@ -88,7 +88,7 @@ def main() -> None:
             dec = min(timed(decode, clip)[0] for _ in range(args.repeats))
             got = decode(clip)
             same = len(got) == len(frames) and all(np.abs(np.asarray(a, np.int16) - b).max() <= 3 for a, b in zip(got, frames))
-            enc = min(timed(encode, frames, folder / "out.mp4", 30)[0] for _ in range(args.repeats))
+            enc = min(timed(encode, frames, folder / "out.mp4", 30, clip)[0] for _ in range(args.repeats))
             rows.append((name, args.frames / dec, args.frames / enc, same))
     print(f"{args.size}, {args.frames} frames, {torch.get_num_threads()} torch threads, best of {args.repeats}")
     print("| library | decode, frames/s | encode (x264 crf 18 medium), frames/s | decoded pixels within 3 levels of PyAV's |")

@@ -56,6 +56,8 @@ def test_bench_video_times_each_stage_and_the_whole(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(SCRIPTS / "bench_video.py"), "--size", "64x48", "--frames", "5"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    whole, stages = out.stdout.strip().splitlines()[-2:]
-    assert whole.startswith("64x48, 5 frames, fp32, cpu") and "frames/s" in whole
-    assert all(f"{stage} " in stages for stage in ("decode", "network", "encode")) and "the sum's speed" in stages
+    head, in_turn, threads, stages = out.stdout.strip().splitlines()[-4:]
+    assert head.startswith("64x48, 5 frames, fp32, cpu")
+    assert in_turn.strip().startswith("in turn") and "frames/s" in in_turn
+    assert threads.strip().startswith("threads") and "the default" in threads
+    assert all(f"{stage} " in stages for stage in ("decode", "network", "encode")) and "their sum" in stages

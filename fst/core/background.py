@@ -57,8 +57,11 @@ def _start(target: Callable[[], None], name: str) -> threading.Thread:
 
 
 @contextlib.contextmanager
-def ahead(items: Iterable[T], depth: int, name: str = "fst-ahead") -> Iterator[Iterator[T]]:
-    """`items`, iterated in a thread up to `depth` items ahead of the caller."""
+def ahead(items: Iterable[T], depth: int, name: str = "fst-ahead", threaded: bool = True) -> Iterator[Iterator[T]]:
+    """`items`, iterated in a thread up to `depth` items ahead of the caller (`threaded`), or inline."""
+    if not threaded:
+        yield iter(items)
+        return
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -89,10 +92,14 @@ def ahead(items: Iterable[T], depth: int, name: str = "fst-ahead") -> Iterator[I
 
 
 @contextlib.contextmanager
-def behind(consume: Callable[[T], None], depth: int, name: str = "fst-behind") -> Iterator[Callable[[T], None]]:
+def behind(consume: Callable[[T], None], depth: int, name: str = "fst-behind",
+           threaded: bool = True) -> Iterator[Callable[[T], None]]:
     """A `put(item)` that hands each item to `consume`, in order, in a thread up to `depth` items
-    behind. Leaving the block normally waits for every item to be consumed; an error in `consume`
-    is raised by the next `put` or at the end."""
+    behind (`threaded`; else `put` is `consume`). Leaving the block normally waits for every item
+    to be consumed; an error in `consume` is raised by the next `put` or at the end."""
+    if not threaded:
+        yield consume
+        return
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     failed: list[BaseException] = []

@@ -187,6 +187,9 @@ class ClipWriter:
             self.video = self.container.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec, {}))
             self.video.width, self.video.height = size
             self.video.pix_fmt = PIX_FMT
+            # Frame threads, as the ffmpeg command line uses: PyAV's default (slice threads only)
+            # makes x264 split each frame instead, slower per frame (docs/benchmarks.md).
+            self.video.codec_context.thread_type = "AUTO"
             self.time_base = clip.video.time_base or Fraction(1, 90000)
             self.video.codec_context.time_base = self.time_base
             self.video.time_base = self.time_base

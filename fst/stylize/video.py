@@ -3,8 +3,9 @@ strength, colour, tiles, --max-size), streamed from the input to each output.
 
 Decoding, the network and encoding overlap: a thread decodes ahead of the network and another encodes
 behind it (`fst.core.background`; PyAV releases the GIL while it demuxes, decodes, scales and
-encodes), so on a GPU the CPU's share of the work hides behind the network's, and on a CPU the
-codecs take the cores the network leaves idle between its kernels (docs/benchmarks.md).
+encodes). On a GPU that hides the CPU's share of the work behind the network's; on a CPU, where
+the network takes every core and nearly all the time, it measured neither slower nor much faster
+than taking the stages in turn (docs/benchmarks.md).
 
 Memory does not grow with the clip's length: at most (2 QUEUED + 2) BATCH frames are held (decoded
 frames queued for the network, the batch being gathered, the batch in the network, and QUEUED
@@ -81,13 +82,14 @@ def stylize_batch(stylizer: Stylizer, frames: list[np.ndarray], weights: torch.T
 
 
 def stylize_clip(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Options = Options(),
-                 progress: bool = True) -> int:
-    """Stylise `src` to each output (one per style chosen), decoding it once; how many were written."""
+                 progress: bool = True, overlap: bool = True) -> int:
+    """Stylise `src` to each output (one per style chosen), decoding it once; how many were written.
+    `overlap`: decode and encode in threads beside the network; False takes the stages in turn."""
     clip = open_clip(src)
     try:
         with contextlib.ExitStack() as temps:
             tmps = [temps.enter_context(writing(dst)) for _, dst in outputs]
-            frames = _run(stylizer, clip, list(zip(tmps, outputs)), opts, progress)
+            frames = _run(stylizer, clip, list(zip(tmps, outputs)), opts, progress, overlap)
             # leaving the stack renames every temp file to its output
     except av.FFmpegError as e:  # a clip damaged past what the decoder conceals, or an encoder refusing
         raise FstError(f"{src}: {av_problem(e)}") from None
@@ -115,8 +117,9 @@ def decoded(clip: Clip, opts: Options) -> Iterator[av.Packet | Frame]:
         yield frame_array(item, size, turns), item.pts, item.time_base
 
 
-def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opts: Options, progress: bool) -> int:
-    """Decode (a thread) - stylise (here) - encode (a thread), overlapping; the frames written to each output."""
+def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opts: Options, progress: bool,
+         threaded: bool) -> int:
+    """Decode - stylise - encode, overlapping in threads if `threaded`; the frames written to each output."""
     writers: list[ClipWriter] = []
     held: list[av.Packet] = []  # audio before the first frame: the writers open once its size is known
     batch: list[Frame] = []
@@ -135,8 +138,8 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
                 w.write_frame(rgb, pts, time_base)
 
     try:
-        with background.ahead(decoded(clip, opts), QUEUED * BATCH, "fst-decode") as items, \
-                background.behind(encode, QUEUED, "fst-encode") as put:
+        with background.ahead(decoded(clip, opts), QUEUED * BATCH, "fst-decode", threaded) as items, \
+                background.behind(encode, QUEUED, "fst-encode", threaded) as put:
             for item in items:
                 if isinstance(item, av.Packet):
                     if writers:

@@ -180,7 +180,9 @@ def test_styles_strength_colour_and_tiles_per_frame(tmp_path: Path) -> None:
     assert np.abs(out - video_frames(src)[3].to_ndarray(format="rgb24")).mean() < 6  # strength 0: the content
 
 
-def test_a_stop_signal_mid_clip_leaves_nothing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["in turn", "threads"])
+def test_a_stop_signal_mid_clip_leaves_nothing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               overlap: bool) -> None:
     src = make_clip(tmp_path / "clip.mp4", audio="aac")
     (out := tmp_path / "out").mkdir()
     real, calls = video.stylize_batch, []
@@ -193,8 +195,10 @@ def test_a_stop_signal_mid_clip_leaves_nothing(ckpt: Path, tmp_path: Path, monke
 
     monkeypatch.setattr(video, "stylize_batch", stop_on_second)
     with pytest.raises(Interrupted):
-        video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, out / "clip.mp4")], progress=False)
+        video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, out / "clip.mp4")], progress=False,
+                           overlap=overlap)
     assert list(out.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name in ("fst-decode", "fst-encode")]
 
 
 def test_decoding_and_encoding_run_beside_the_network(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,14 +214,20 @@ def test_decoding_and_encoding_run_beside_the_network(ckpt: Path, tmp_path: Path
     monkeypatch.setattr(video, "frame_array", spy("decode", video.frame_array))
     monkeypatch.setattr(video, "stylize_batch", spy("network", video.stylize_batch))
     monkeypatch.setattr(video.ClipWriter, "write_frame", spy("encode", video.ClipWriter.write_frame))
-    video.stylize_clip(video.Stylizer(ckpt, device="cpu"), src, [(None, tmp_path / "out.mp4")], progress=False)
+    stylizer = video.Stylizer(ckpt, device="cpu")
+    video.stylize_clip(stylizer, src, [(None, tmp_path / "out.mp4")], progress=False)
     assert seen == {"decode": {"fst-decode"}, "network": {threading.main_thread().name}, "encode": {"fst-encode"}}
     assert len(video_frames(tmp_path / "out.mp4")) == 12
+    for stage in seen.values():
+        stage.clear()
+    video.stylize_clip(stylizer, src, [(None, tmp_path / "out.mp4")], progress=False, overlap=False)
+    assert seen == {stage: {threading.main_thread().name} for stage in seen}  # in turn, as asked
 
 
 @pytest.mark.slow
 def test_sigterm_mid_clip_ends_the_threads_and_leaves_nothing(ckpt: Path, tmp_path: Path) -> None:
-    """A real signal while the decoder and encoder threads run: one line, exit 143, no file."""
+    """A real signal to a real `fst stylize` while its decoder and encoder threads run: one line, exit
+    143, no file."""
     src = make_clip(tmp_path / "long.mp4", [i * 40 for i in range(400)], size=(320, 240), codec="mpeg4", audio="aac")
     (out := tmp_path / "out").mkdir()
     with fst_process(["stylize", str(src), "--model", str(ckpt), "--out", str(out), "--quiet"]) as proc:
