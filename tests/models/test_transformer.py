@@ -124,8 +124,8 @@ def test_a_checkpoint_written_before_the_layout_change_still_runs_the_same(tmp_p
     recorded = torch.load(OLD / "checkpoint_2026-11-28_ac4956b_output.pt", weights_only=True)
     net, meta = transformer_from_checkpoint(ckpt)
     assert meta["net"] == {"channels": 8, "n_residual": 1, "output": "linear"} and net.config["output_gain"] == 1.0
-    with torch.no_grad():
-        assert torch.equal(net(recorded["x"]), recorded["y"])
+    with torch.no_grad():  # bit-equal on the CPU that recorded it; another ISA's kernels round otherwise (7e-7 on AVX2)
+        assert (net(recorded["x"]) - recorded["y"]).abs().max() < 1e-5
     model, _ = load_exported(export_model(ckpt, tmp_path / "old.pt", "torchscript"))
     with torch.no_grad():
         assert (model(recorded["x"]) - recorded["y"]).abs().max() < 1e-5
