@@ -22,14 +22,17 @@ import numpy as np
 import torch
 
 from fst.io.clips import PIX_FMT, ClipWriter, open_clip
+from fst.stylize.image import Options
+from fst.stylize.video import decoded
 
 from bench_video import synthetic_clip
 
 
 def pyav_decode(path: Path) -> list[np.ndarray]:
-    clip = open_clip(path)  # fst's own reader: frame threads on
+    """fst's own reader (fst.stylize.video.decoded: frame threads on, frames upright, full size)."""
+    clip = open_clip(path)
     try:
-        return [f.to_ndarray(format="rgb24") for f in clip.container.decode(clip.video)]
+        return [item[0] for item in decoded(clip, Options()) if not isinstance(item, av.Packet)]
     finally:
         clip.container.close()
 
