@@ -31,6 +31,7 @@ from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import KINDS, sniff_format
 from fst.core.errors import FstError
 from fst.models.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
+from fst.models.universal import KIND as UNIVERSAL
 from fst.models.vgg_arch import CFGS as VGG_CONFIGS
 from fst.untrusted.plain_data import check_plain, describe
 from fst.untrusted.torch_files import read_torch
@@ -99,6 +100,9 @@ def check_checkpoint(ckpt: Any, origin: str, storage_bytes: int) -> None:
         raise FstError(f"{origin}: not an fst checkpoint (its 'fst' entry is a {type(meta).__name__}, not a dict)")
     if meta.get("format") != FORMAT:
         raise FstError(f"{origin}: fst checkpoint format {describe(meta.get('format'))}, this fst reads {FORMAT}")
+    if meta.get("kind") == UNIVERSAL:
+        raise FstError(f"{origin}: a universal network: give it the painting to apply (fst stylize ... --style-image "
+                       "PAINTING); it does not take this command")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise FstError(f"{origin}: not an fst checkpoint (its 'state_dict' is not a dict of named tensors)")
     if type(meta.get("global_step", 0)) is not int or type(ckpt.get("global_step", 0)) is not int:

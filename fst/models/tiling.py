@@ -46,15 +46,32 @@ def instance_norms(net: nn.Module) -> list[nn.InstanceNorm2d]:
     return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
+def image_stat_modules(net: nn.Module) -> list[nn.Module]:
+    """Modules other than instance norms whose output depends on whole-image statistics of their input:
+    they have `image_stats(x)` and take the whole image's from their `frozen` attribute (the universal
+    network's whitening, fst/models/style_transforms.py)."""
+    return [m for m in net.modules() if callable(getattr(m, "image_stats", None))]
+
+
+def alignment(net: nn.Module) -> int:
+    """The stride grid tiles must start on: ALIGN, or a network's own `tile_align` (one pool more, one x2 more)."""
+    return max([ALIGN, *(int(m.tile_align) for m in net.modules() if hasattr(m, "tile_align"))])
+
+
 def norm_stats(net: nn.Module, x: torch.Tensor) -> Stats:
-    """Per-layer (mean, biased var), each (B, C, 1, 1) fp32, of every InstanceNorm2d's input during net(x)."""
+    """Per-layer (mean, biased var), each (B, C, 1, 1) fp32, of every InstanceNorm2d's input during net(x);
+    and each `image_stat_modules` module's own statistics of its input."""
     stats: Stats = {}
 
     def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         var, mean = torch.var_mean(inputs[0].float(), dim=(2, 3), keepdim=True, correction=0)
         stats[module] = (mean, var)
 
+    def record_own(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        stats[module] = module.image_stats(inputs[0])
+
     handles = [m.register_forward_pre_hook(record) for m in instance_norms(net)]
+    handles += [m.register_forward_pre_hook(record_own) for m in image_stat_modules(net)]
     try:
         net(x)
     finally:
@@ -66,15 +83,19 @@ def norm_stats(net: nn.Module, x: torch.Tensor) -> Stats:
 @contextlib.contextmanager
 def frozen_norms(net: nn.Module, stats: Stats) -> Iterator[None]:
     """Within the block, each InstanceNorm2d normalises with the recorded statistics, not its input's."""
-    norms = instance_norms(net)
+    norms, own = instance_norms(net), image_stat_modules(net)
     for m in norms:
         mean, var = stats[m]
         m.forward = _frozen_forward(m, mean, var)  # instance attribute shadows the class method
+    for m in own:
+        m.frozen = stats[m]
     try:
         yield
     finally:
         for m in norms:
             del m.forward
+        for m in own:
+            m.frozen = None
 
 
 def _frozen_forward(m: nn.InstanceNorm2d, mean: torch.Tensor, var: torch.Tensor) -> Model:
@@ -126,15 +147,15 @@ def weights_1d(tiles: list[tuple[int, int]], i: int) -> torch.Tensor:
     return w
 
 
-def run_tiled(fn: Model, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+def run_tiled(fn: Model, x: torch.Tensor, tile: int, overlap: int, align: int = ALIGN) -> torch.Tensor:
     """fn over overlapping tiles of x (B, C, H, W), blended; fn must keep the spatial size."""
-    if not 0 <= overlap < tile // 2 or tile < 2 * ALIGN:
-        raise ValueError(f"need 0 <= overlap < tile/2 and tile >= {2 * ALIGN}, got tile {tile}, overlap {overlap}")
+    if not 0 <= overlap < tile // 2 or tile < 2 * align:
+        raise ValueError(f"need 0 <= overlap < tile/2 and tile >= {2 * align}, got tile {tile}, overlap {overlap}")
     h, w = x.shape[-2:]
-    pad_h, pad_w = -h % ALIGN, -w % ALIGN
+    pad_h, pad_w = -h % align, -w % align
     if pad_h or pad_w:  # reflect up to the alignment, crop at the end
-        return run_tiled(fn, F.pad(x, (0, pad_w, 0, pad_h), mode="reflect"), tile, overlap)[..., :h, :w]
-    rows, cols = spans(h, tile, overlap, ALIGN), spans(w, tile, overlap, ALIGN)
+        return run_tiled(fn, F.pad(x, (0, pad_w, 0, pad_h), mode="reflect"), tile, overlap, align)[..., :h, :w]
+    rows, cols = spans(h, tile, overlap, align), spans(w, tile, overlap, align)
     out = torch.zeros(x.shape[0], 3, h, w, device=x.device)
     total = torch.zeros(1, 1, h, w, device=x.device)
     for i, (y0, y1) in enumerate(rows):
@@ -166,4 +187,4 @@ def stylize_tiled(
     """net(x) computed tile by tile, with norm statistics from a whole-image pass at <= stats_side."""
     stats = norm_stats(net, downscaled(x, stats_side))
     with frozen_norms(net, stats):
-        return run_tiled(net, x, tile, overlap)
+        return run_tiled(net, x, tile, overlap, alignment(net))

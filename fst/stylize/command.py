@@ -23,6 +23,9 @@
   from the model file); ``--style NAME`` (or its index; repeatable) picks
   styles, ``--mix NAME=W,NAME=W`` blends them (weights normalised to sum 1). A single output (one
   style, or a blend) is named as without styles.
+- A universal network (``fst fit --config configs/universal.yaml``) takes any painting with
+  ``--style-image PAINTING`` (repeatable: one output per painting, ``--mix``/``--style`` by the
+  paintings' names), ``--transform intra|inter`` and ``--style-size``; no training per painting.
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
 - Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the
@@ -46,6 +49,7 @@ from fst.io.clips import is_clip
 from fst.models import tiling
 from fst.stylize.compile_choice import COMPILE_CHOICES, compile_pays
 from fst.stylize.image import Options, Output, PartlyWritten, stylize_file
+from fst.stylize.paintings import DEFAULT_STYLE_SIZE
 from fst.stylize.outputs import collect_inputs, plan_outputs, with_style_labels
 from fst.stylize.styles import style_choices
 from fst.stylize.stylizer import Stylizer
@@ -110,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                    " for several; default: every style, one output each, named <stem>_<style><ext>)")
     p.add_argument("--mix", metavar="NAME=W,...", default=None,
                    help="a model of several styles: blend styles with these weights (normalised to sum 1)")
+    p.add_argument("--style-image", action="append", type=Path, metavar="PAINTING", default=None,
+                   help="a universal network (fst fit --config configs/universal.yaml): the painting to apply, any"
+                   " image, no training; repeat for several (one output each, named <stem>_<painting><ext>; --mix"
+                   " NAME=W,... blends them, --style picks). Its statistics are taken once per run")
+    p.add_argument("--transform", choices=("intra", "inter"), default=None,
+                   help="a universal network: intra (AdaIN, per-channel statistics) or inter (WCT, the channel"
+                   " covariance); default: the one it was trained with")
+    p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
+                   help=f"a universal network: the painting's long side when its statistics are taken (default"
+                   f" {DEFAULT_STYLE_SIZE}; larger gives finer strokes, smaller bolder ones)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = fully stylised (default 1)")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,7 +143,10 @@ def main(argv: list[str]) -> int:
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
     targets = plan_outputs(files, args.out, args.ext)
-    stylizer = Stylizer(args.model, args.device, args.dtype, trust_compiled=args.trust_compiled)
+    if args.style_size < 0:
+        raise FstError(f"--style-size must be >= 0, got {args.style_size}")
+    stylizer = Stylizer(args.model, args.device, args.dtype, trust_compiled=args.trust_compiled,
+                        style_images=args.style_image, transform=args.transform, style_size=args.style_size)
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
     choices = style_choices(stylizer.style_names, args.style, args.mix)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from fst.artefacts import compiled
@@ -17,8 +18,11 @@ from fst.core import host_memory
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
-from fst.models.transformer import MIN_SIDE, FixedStyle, TransformerNet
+from fst.artefacts.universal_checkpoint import universal_from_checkpoint
+from fst.models.transformer import MIN_SIDE, FixedStyle
+from fst.models.universal import BoundStyles
 from fst.stylize import memory
+from fst.stylize.paintings import DEFAULT_STYLE_SIZE, load_painting, painting_names
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
 MIN_TILE = 32
@@ -62,20 +66,26 @@ class Stylizer:
     """
 
     def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,
-                 trust_compiled: bool = False):
+                 trust_compiled: bool = False, style_images: list[Path] | None = None, transform: str | None = None,
+                 style_size: int = DEFAULT_STYLE_SIZE):
         self.source = Path(model)
         self.device = resolve_device(device)
         if not self.source.is_file():
             raise FstError(f"{self.source}: model not found")
         self.format = sniff_format(self.source)
-        self._eager: TransformerNet | None = None
+        self._eager: nn.Module | None = None
         self._checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None  # a package's weights, read
+        self.universal = bool(style_images)
+        if transform is not None and not self.universal:
+            raise FstError("--transform is for a universal network with --style-image")
         if self.format in COMPILED and not trust_compiled:
             raise FstError(f"{self.source}: an AOTInductor package: {compiled.TRUST_HINT}")
         if trust_compiled and self.format not in COMPILED:
             raise FstError(f"{self.source}: --trust-compiled is for AOTInductor packages (fst export --format aoti); "
                            f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
-        if self.format in FORMATS + COMPILED:
+        if self.universal:
+            self._open_universal(style_images, transform, style_size, dtype)
+        elif self.format in FORMATS + COMPILED:
             if self.format in COMPILED:  # auto: the device the package was compiled for
                 self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device,
                                                                        trusted=trust_compiled)
@@ -96,7 +106,9 @@ class Stylizer:
             self._full = self._eager
         if self.device.type == "cpu":
             host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
-        self.style_names = style_names(self.meta, str(self.source))
+        if not self.universal:
+            self.style_names = style_names(self.meta, str(self.source))
+            self.widest = 2 * int(self.meta["net"]["channels"])
         self.n_styles = len(self.style_names)
         self.style: torch.Tensor | None = None  # (n_styles,) weights of the style (or blend) in use
         self.warning = fst_precision.slow_bf16_warning(self.device.type, self.dtype, "--dtype auto", "--dtype fp32")
@@ -106,15 +118,41 @@ class Stylizer:
         if compile:
             self.compile()
 
+    def _open_universal(self, style_images: list[Path], transform: str | None, style_size: int, dtype: str) -> None:
+        """A universal checkpoint with the paintings' statistics bound in: a network of one style per
+        painting (`BoundStyles`), so --style, --mix, tiles and clips work as for a several-style network."""
+        if self.format in FORMATS + COMPILED:
+            raise FstError(f"{self.source}: an exported {self.format} file; --style-image takes a universal network's "
+                           "checkpoint (fst fit --config configs/universal.yaml)")
+        self.format = "checkpoint"
+        net, self.meta = universal_from_checkpoint(self.source)
+        if transform is not None:
+            net = net.with_transform(transform)
+        net = net.to(self.device)
+        with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
+            stats = torch.stack([net.style_stats(load_painting(p, style_size, net.min_side)) for p in style_images])
+        self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
+        if self.dtype not in DTYPES:
+            raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
+        self._eager = BoundStyles(net, stats).to(self.device, DTYPES[self.dtype])
+        self._full = self._eager
+        self.style_names = painting_names(style_images)
+        self.meta.update(style_name="+".join(self.style_names), transform=net.config["transform"])
+        # The widest full-resolution activation: the encoder's first block (64) or the decoder's last.
+        self.widest = max(64, round(64 * net.config["width"]))
+
     def compile(self) -> None:
         self._compiled = torch.compile(self.eager)
 
     def describe(self) -> str:
         style = self.meta.get("style_name") or "?"
+        if self.universal:
+            return (f"{self.source.name} (universal {self.meta['transform']}, paintings {style!r}, step "
+                    f"{self.meta.get('global_step', '?')}) on {self.device} {self.dtype}")
         return f"{self.source.name} ({self.format}, style {style!r}, step {self.meta.get('global_step', '?')}) on {self.device} {self.dtype}"
 
     @property
-    def eager(self) -> TransformerNet:
+    def eager(self) -> nn.Module:
         if self._eager is None:
             self._eager, _ = open_exported(self.source, self.device, self._checked)
         return self._eager
@@ -147,8 +185,9 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
         x = x.to(self.device)
-        if min(x.shape[-2:]) < MIN_SIDE:
-            raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {MIN_SIDE} px a side")
+        least = self._eager.net.min_side if self.universal else MIN_SIDE
+        if min(x.shape[-2:]) < least:
+            raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {least} px a side")
         if tile is not None and max(x.shape[-2:]) > tile:
             return self._tiled_with_fallback(x, tile, overlap)
         if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:
@@ -175,7 +214,7 @@ class Stylizer:
     def beyond_32bit_indexing(self, x: torch.Tensor) -> bool:
         """CUDA kernels refuse tensors of 2^31+ elements (an error, not an out-of-memory): the
         widest full-resolution activation, up2's input, has 2 * channels planes."""
-        planes = 2 * int(self.meta["net"]["channels"])
+        planes = self.widest
         return self.device.type == "cuda" and x.shape[0] * planes * x.shape[-2] * x.shape[-1] >= 2**31
 
     def _host_tile(self, x: torch.Tensor) -> tuple[int, int] | None:
@@ -185,7 +224,7 @@ class Stylizer:
         free = memory.free_bytes() if self.device.type == "cpu" else None
         if free is None:
             return None
-        (h, w), c = x.shape[-2:], int(self.meta["net"]["channels"])
+        (h, w), c = x.shape[-2:], self.widest // 2  # memory's model counts a transformer's base width
         need = memory.pass_bytes(h, w, c)
         if need <= free * memory.USABLE:
             return None

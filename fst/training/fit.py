@@ -14,13 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from fst.artefacts.resume import read_resumable
+from fst.artefacts.universal_checkpoint import load_universal
 from fst.core import precision as fst_precision
 from fst.core import signals
 from fst.core.errors import FstError
@@ -28,6 +31,7 @@ from fst.data.datamodule import ShardDataModule
 from fst.io.configs import read_config_text
 from fst.training import console, run_folder, run_lock
 from fst.training.module import StyleTransferModule
+from fst.training.universal_module import UniversalModule
 from fst.training.trainer import Trainer, resolve_precision
 
 
@@ -50,8 +54,8 @@ class FstCLI(LightningCLI):
         # as data first, so a bad or crafted checkpoint is refused in one line (fst.untrusted).
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            read_resumable(ckpt_path)  # every tensor's shape, dtype and layout, before any folder exists
+        if ckpt_path and Path(ckpt_path).is_file():  # every tensor's shape, dtype and layout, before any folder exists
+            load_universal(ckpt_path) if self.model_class is UniversalModule else read_resumable(ckpt_path)
         given = self.config[subcommand].model.as_dict() if subcommand else {}
         super()._parse_ckpt_path()
         # Lightning rebuilds the model from the checkpoint's hyperparameters: say which settings of
@@ -130,11 +134,10 @@ def main(argv: list[str]) -> int:
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and newer
     # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
     args = None if argv == sys.argv[1:] else argv
-    for config in config_files(argv):
-        read_config_text(config)  # small UTF-8 text, else one line naming it
+    texts = [read_config_text(config) for config in config_files(argv)]  # small UTF-8 text, else one line naming it
     try:
         with contextlib.ExitStack() as locks, console.known_noise():
-            FstCLI(StyleTransferModule, ShardDataModule, trainer_class=Trainer, args=args, save_config_kwargs={"overwrite": True},
+            FstCLI(module_class(argv, texts), ShardDataModule, trainer_class=Trainer, args=args, save_config_kwargs={"overwrite": True},
                    auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False}, locks=locks)
     except ArgumentError as e:  # unknown key, bad type, missing file: one line, not a page of usage
         raise FstError(" ".join(str(e).split())) from None
@@ -143,6 +146,19 @@ def main(argv: list[str]) -> int:
     except SIGTERMException as e:  # Lightning stopped after a batch (fst.training.preemption): exit 0 no more
         raise signals.Interrupted(getattr(e, "signum", signal.SIGTERM), note=getattr(e, "note", "")) from None
     return 0
+
+
+def module_class(argv: list[str], config_texts: list[str]) -> type[pl.LightningModule]:
+    """A `model:` with a ``transform`` (in a config or as ``--model.transform``) is a universal network
+    (fst/training/universal_module.py); every other is a per-painting one."""
+    if any(a == "--model.transform" or a.startswith("--model.transform=") for a in argv):
+        return UniversalModule
+    for text in config_texts:
+        with contextlib.suppress(yaml.YAMLError):
+            config = yaml.safe_load(text)
+            if isinstance(config, dict) and isinstance(config.get("model"), dict) and "transform" in config["model"]:
+                return UniversalModule
+    return StyleTransferModule
 
 
 def config_files(argv: list[str]) -> list[Path]:

@@ -1,0 +1,150 @@
+"""A universal network trained for real (Lightning, sample shards, VGG16 weights), then used as a user
+would: `fst stylize --style-image` on paintings it never saw, with every option a per-painting
+network takes, and one-line refusals of paintings that hold no style."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import torchvision.transforms.functional as TF
+
+from fst.artefacts.universal_checkpoint import load_universal, universal_from_checkpoint
+from fst.core.errors import FstError
+from fst.io.images import open_rgb
+from fst.models import tiling
+from fst.models.transformer import FixedStyle, style_weights
+from fst.stylize.paintings import load_painting
+from fst.stylize.stylizer import Stylizer
+from fst.training.fit import module_class
+from fst.training.module import StyleTransferModule
+from fst.training.universal_module import UniversalModule
+from runs import ROOT, fst_env
+
+TINY = ROOT / "tests" / "configs" / "universal_tiny.yaml"
+STYLES = ROOT / "fst" / "assets" / "styles"
+PHOTO = ROOT / "fst" / "assets" / "photos" / "cat.jpg"
+
+
+def fst(*args: object, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fst.cli", *map(str, args)], cwd=ROOT, env=fst_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def universal_ckpt(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("universal")
+    # --model.transform on the command line picks the universal module as a config's `transform:` does.
+    done = fst("fit", "--config", TINY, "--model.transform", "inter", "--trainer.default_root_dir", root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root / "checkpoints" / "last.ckpt"
+
+
+def test_training_writes_a_universal_checkpoint_with_its_encoder(universal_ckpt, vgg16_weights):
+    ckpt = load_universal(universal_ckpt)
+    assert ckpt["fst"]["kind"] == "universal" and ckpt["fst"]["universal"]["transform"] == "inter"
+    net, meta = universal_from_checkpoint(universal_ckpt)
+    assert meta["global_step"] == 3
+    # The encoder is VGG16's first convs, carried in the file: the decoder is tied to exactly these.
+    torch.testing.assert_close(net.encoder.convs[0].weight, vgg16_weights.state_dict["0.weight"].float())
+    assert list(universal_ckpt.parents[1].rglob("events.out.tfevents.*")), "no TensorBoard log"
+
+
+def test_a_config_with_a_transform_is_a_universal_network():
+    assert module_class([], [TINY.read_text()]) is UniversalModule
+    assert module_class(["--model.transform=intra"], []) is UniversalModule
+    assert module_class([], [(ROOT / "configs" / "quickstart.yaml").read_text()]) is StyleTransferModule
+
+
+def test_any_painting_from_the_command_line(universal_ckpt, tmp_path):
+    out = tmp_path / "out"
+    done = fst("stylize", PHOTO, "--model", universal_ckpt, "--style-image", STYLES / "udnie.jpg",
+               "--style-image", STYLES / "great_wave.jpg", "--style-size", "128", "--max-size", "96",
+               "--transform", "intra", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "universal intra" in done.stderr
+    a, b = (np.asarray(open_rgb(out / f"cat_{n}.jpg")).astype(int) for n in ("udnie", "great_wave"))
+    assert a.shape == b.shape and max(a.shape[:2]) == 96
+    assert np.abs(a - b).mean() > 2, "two paintings gave the same picture"
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    return TF.to_tensor(open_rgb(PHOTO).resize((96, 72)))[None]
+
+
+def stylizer(ckpt: Path, transform: str | None = None) -> Stylizer:
+    return Stylizer(ckpt, "cpu", "fp32", style_images=[STYLES / "udnie.jpg", STYLES / "great_wave.jpg"],
+                    transform=transform, style_size=128)
+
+
+@pytest.mark.parametrize("transform", ["intra", "inter"])
+def test_a_blend_lies_between_its_paintings(universal_ckpt, photo, transform):
+    s = stylizer(universal_ckpt, transform)
+    outs = {}
+    for name, mix in (("a", {0: 1.0}), ("b", {1: 1.0}), ("ab", {0: 1.0, 1: 1.0})):
+        s.style = style_weights(2, mix)[0]
+        outs[name] = s(photo)
+    a, b, ab = outs["a"], outs["b"], outs["ab"]
+    assert (ab - a).abs().mean() < (b - a).abs().mean() and (ab - b).abs().mean() < (b - a).abs().mean()
+
+
+def test_tiles_take_the_whole_images_statistics(universal_ckpt, photo):
+    s = stylizer(universal_ckpt)
+    s.style = style_weights(2, {0: 1.0})[0]
+    x = torch.nn.functional.interpolate(photo, size=(128, 160))  # on the stride grid
+    whole, tiled = s(x), s(x, tile=96, overlap=44)
+    naive = tiling.run_tiled(FixedStyle(s.eager, s.style), x, 96, 44)  # each tile with its own statistics
+    assert whole.shape == tiled.shape
+    # Seams differ within the receptive field of a tile's border (a few px); the statistics are the whole image's.
+    assert (whole - tiled).abs().mean() < 0.5 * (whole - naive).abs().mean()
+
+
+@pytest.mark.parametrize("case", ["uniform", "tiny", "folder", "clip"])
+def test_a_painting_without_a_style_is_one_line(tmp_path, case):
+    painting = tmp_path / f"{case}.png"
+    if case == "uniform":
+        Image.new("RGB", (300, 200), (128, 128, 128)).save(painting)
+    elif case == "tiny":
+        Image.new("RGB", (1, 1), (10, 200, 30)).save(painting)
+    elif case == "folder":
+        painting.mkdir()
+    elif case == "clip":
+        painting = tmp_path / "clip.mp4"
+        painting.write_bytes(b"\x00" * 64)
+    with pytest.raises(FstError, match=str(painting)):
+        load_painting(painting, 512, 8)
+
+
+def test_the_two_kinds_of_network_say_what_they_need(universal_ckpt, tmp_path):
+    out = tmp_path / "o.png"
+    done = fst("stylize", PHOTO, "--model", universal_ckpt, "--out", out)
+    assert done.returncode == 2 and "--style-image" in done.stderr
+    done = fst("stylize", PHOTO, "--model", universal_ckpt, "--style-image", tmp_path / "missing.jpg", "--out", out)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "missing.jpg" in lines[0], lines
+    per_painting = ROOT / "tests" / "fixtures" / "checkpoint_2026-12-04_5ef50f6.ckpt"
+    with pytest.raises(FstError, match="not a universal network"):
+        Stylizer(per_painting, "cpu", style_images=[STYLES / "udnie.jpg"])
+    assert not out.exists()
+
+
+def test_a_crafted_universal_checkpoint_is_refused_before_its_weights_are_read(universal_ckpt, tmp_path):
+    ckpt = load_universal(universal_ckpt)
+    key = next(k for k in ckpt["state_dict"] if k.startswith("net.decoder."))
+    ckpt["state_dict"][key] = torch.zeros(3, 3)
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(FstError, match="do not match its config"):
+        load_universal(bad)
+    ckpt = load_universal(universal_ckpt)
+    ckpt["fst"]["universal"]["layer"] = "relu9_9"
+    torch.save(ckpt, bad)
+    with pytest.raises(FstError, match="universal network config"):
+        load_universal(bad)
