@@ -29,7 +29,7 @@ def test_a_version_another_run_claimed_after_our_listing_is_not_taken(tmp_path: 
 def args(root: Path, checkpoints: str) -> list[str]:
     return ["fit", "--config", TINY, "--trainer.default_root_dir", str(root), "--trainer.logger", "TensorBoardLogger",
             "--trainer.logger.save_dir", str(root), "--trainer.logger.name", "tb",
-            "--checkpoint.dirpath", str(root / checkpoints), "--trainer.max_steps", "2"]
+            "--checkpoint.dirpath", str(root / checkpoints), "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"]
 
 
 def test_two_runs_into_one_logs_folder_keep_their_own_logs_and_config(tmp_path: Path,
