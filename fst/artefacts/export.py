@@ -41,7 +41,6 @@ import argparse
 import inspect
 import io
 import json
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -69,6 +68,7 @@ from fst.artefacts.exported import (
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
 from fst.io.files import remove_temps, writing
+from fst.io.targets import check_outputs
 from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
 
 EXPORT_VERSION = 1
@@ -164,11 +164,11 @@ def export_model(
 
 def check_output(out: Path, ckpt_path: Path) -> None:
     """Refuse an --out whose replacement would lose training: the checkpoint being exported
-    (through any symlink or hard link) or any other training checkpoint."""
+    (by identity: through any symlink or hard link) or any other training checkpoint; and one that
+    is no regular file (a device, a FIFO: never opened to sniff it)."""
+    check_outputs([out], [ckpt_path])
     if not out.exists():
         return
-    if ckpt_path.exists() and os.path.samefile(out, ckpt_path):
-        raise FstError(f"{out}: is the checkpoint being exported; choose another --out")
     if sniff_format(out) == "checkpoint":
         raise FstError(f"{out}: is a training checkpoint, which fst export never overwrites; choose another --out")
 

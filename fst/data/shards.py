@@ -33,9 +33,11 @@ from fst.data.sources import Source, find_sources, looks_like_coco
 from fst.io.files import cache_dir, sha256_file
 from fst.io.images import IMAGE_SUFFIXES
 from fst.io.output_dir import writable_dir
+from fst.io.targets import check_outputs
 
 SAMPLE_SHARD_SIZE = 25  # 100 embedded photos -> 4 shards: splits evenly over 2 ranks x 2 workers
 SAMPLE_PREFIX = "sample"
+LOCK = ".lock"  # beside the shards: two builders into one folder take turns
 
 
 def sample_shards(out: Path | str | None = None) -> Path:
@@ -65,6 +67,7 @@ def build_shards(
     layout, sources = find_sources(root, splits)
     if not sources:
         raise FstError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root}")
+    check_outputs(_outputs(out, settings.prefix), [s.path for s in sources])
     writable_dir(out, "shard folder")
     with _locked(out):
         state, recorded = resume_state(out, fresh_manifest(root, layout, settings, sources))
@@ -128,10 +131,19 @@ def _keyed(samples: list[Prepared], first: int) -> list[tuple[str, Prepared]]:
     return [(f"{first + j:09d}", p) for j, p in enumerate(samples)]
 
 
+def _outputs(out: Path, prefix: str) -> list[Path]:
+    """What a build may replace or open in `out` (shards are numbered from 0 in order)."""
+    if not out.is_dir():
+        return []
+    shards = [p for p in out.iterdir() if p.name.startswith(f"{prefix}-") and p.suffix == ".tar"]
+    return [out / MANIFEST, out / LOCK, *sorted(shards)]
+
+
 @contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    # Two builders (say two DDP ranks asking for the sample shards) must not interleave.
-    with open(out / ".lock", "w") as lock:
+    # Two builders (say two DDP ranks asking for the sample shards) must not interleave. Opened to
+    # append: a lock file is never truncated, so a symlink planted in its place loses nothing.
+    with open(out / LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

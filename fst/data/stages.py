@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import torch
 import webdataset as wds
@@ -16,6 +17,7 @@ from webdataset.utils import PipelineStage, make_seed, pytorch_worker_info
 
 from fst.core.errors import FstError
 from fst.data import pipes
+from fst.data.specs import is_local
 from fst.io.images import ImageError, open_rgb
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # img2dataset writes any of these
@@ -151,7 +153,7 @@ class ReadShards(PipelineStage):
                 tries.attempt(shard["url"])
                 current[0] = url = shard["url"]
                 try:
-                    stream = pipes.open_pipe(url.removeprefix("pipe:")) if url.startswith("pipe:") else wds.gopen(url)
+                    stream = open_shard(url)
                 except Exception as exn:  # noqa: BLE001 - webdataset's handler protocol
                     skip(exn)
                     continue
@@ -171,3 +173,11 @@ class ReadShards(PipelineStage):
         for sample in wds.tariterators.group_by_keys(files, handler=skip):
             tries.succeeded()
             yield sample
+
+
+def open_shard(url: str) -> BinaryIO:
+    """A local shard (an absolute path: `fst.data.specs`) is opened as a file, by its name alone;
+    only a URL the user typed reaches a `pipe:` command or webdataset's schemes."""
+    if is_local(url):
+        return open(url, "rb")  # noqa: SIM115 - closed by ReadShards when the shard is done
+    return pipes.open_pipe(url.removeprefix("pipe:")) if url.startswith("pipe:") else wds.gopen(url)

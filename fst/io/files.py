@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fst.core.errors import FstError
+from fst.io.targets import check_replaceable
 
 NAME_MAX = 255  # bytes in one file name on Linux file systems
 TEMP_EXTRA = len(".12345678.tmp") + 1  # what `temp_name` adds to a name
@@ -41,8 +42,12 @@ def atomic_path(out: Path) -> Iterator[Path]:
     creates the file, so it gets the usual permissions (mkstemp's would be 0600).
 
     The data is fsynced before the rename and the rename after it: without that, a power cut
-    soon after can leave `out` renamed but empty on ext4/xfs."""
+    soon after can leave `out` renamed but empty on ext4/xfs.
+
+    An existing `out` that is not a regular file (a device, a FIFO, a folder) is refused first: the
+    rename would replace it (`/dev/null` as root), and nothing else must ever open it."""
     out = Path(out)
+    check_replaceable(out)
     tmp = out.parent / temp_name(out)
     try:
         yield tmp

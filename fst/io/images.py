@@ -20,14 +20,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fst.core.errors import FstError, first_line
+from fst.io.targets import special_kind
 
 # Far above any photo we train on, far below what would exhaust memory when decoded.
 MAX_PIXELS = 100_000_000
 # Every file is read whole before decoding: 100 MP of 16-bit RGBA is 800 MB uncompressed.
 MAX_FILE_BYTES = 1 << 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                (stat.S_ISBLK, "a block device"))
 
 
 def image_paths(folder: Path, *, recursive: bool = True) -> list[Path]:
@@ -55,8 +54,7 @@ def not_regular(path: Path) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "is a directory"
-    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
-    return f"not a regular file ({kind})"
+    return f"not a regular file ({special_kind(mode)})"
 
 
 def read_file(path: Path, name: str) -> bytes:

@@ -33,6 +33,7 @@ from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path, cache_dir, sha256_file
 from fst.io.output_dir import writable_dir
 from fst.io.registry import RegistryFile, fetch_member
+from fst.io.targets import check_outputs
 from fst.models.vgg_arch import ARCHS, check_arch, conv_indices, expected_shapes, layer_names
 from fst.untrusted.torch_files import read_torch
 
@@ -289,12 +290,15 @@ def main(argv: list[str]) -> int:
         if args.up_to not in names:
             raise FstError(f"unknown {arch} layer {args.up_to!r}")
         keep = set(conv_indices(arch)[: sum(n.startswith("conv") for n in names[: names.index(args.up_to) + 1])])
-        writable_dir(args.out.parent)  # before resolve, which may download
+        # Before resolve, which may download: the cached weights fst trains with are inputs, whatever the arch.
+        check_outputs([args.out], [cached_path(a) for a in ARCHS])
+        writable_dir(args.out.parent)
         w = resolve(arch)
         sd = {k: v for k, v in w.state_dict.items() if int(k.split(".")[0]) in keep}
         save_atomic(sd, args.out, {"arch": arch, "source": w.source, "convention": w.convention})
         print(f"{args.out}: {arch} up to {args.up_to}, {len(sd) // 2} convs, sha256={sha256_file(args.out)}")
         return 0
+    check_outputs([cached_path(arch)], [args.from_archive])
     if args.force or args.from_archive or not cached_path(arch).is_file():
         writable_dir(cache_dir(), CACHE)  # before a download that could not be kept
     if args.from_archive:

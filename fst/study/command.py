@@ -32,13 +32,14 @@ from fst import losses
 from fst.assets import resolve_style_path
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
-from fst.data.specs import resolve_shards
+from fst.data.specs import is_local, resolve_shards
+from fst.io.targets import check_outputs, check_outside
 from fst.models.transformer import OUTPUTS
 from fst.study.calibration import run_calibration
 from fst.study.evaluate import evaluate_all, photo_paths
 from fst.study.report import columns_of, markdown_table, write_report
 from fst.study.runs import Budget, Run, load_recipe, run_name, train_all
-from fst.study.sample_clips import SAMPLE_CLIPS, check_spec
+from fst.study.sample_clips import SAMPLE, SAMPLE_CLIPS, check_spec
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,6 +135,21 @@ def check_inputs(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def inputs_of(args: argparse.Namespace, photos_at: list[Path], shards: list[str]) -> list[Path]:
+    """The files this study reads: paintings, recipes, clips given as paths, photos, local shards,
+    the tables of --from-studies."""
+    clips = [Path(c).expanduser() for c in args.clips if not c.startswith(SAMPLE)]
+    studies = [folder / "metrics.csv" for folder in args.from_studies or []]
+    return [*map(resolve_style_path, args.styles), *args.baselines, *clips, *photos_at,
+            *(Path(u) for u in shards if is_local(u)), *studies]
+
+
+def report_files(args: argparse.Namespace) -> list[Path]:
+    """What `write_report` writes in OUT."""
+    grids = [args.out / f"grid_{resolve_style_path(s).stem}.jpg" for s in args.styles]
+    return [*grids, *(args.out / name for name in ("metrics.csv", "metrics.md", "report.md"))]
+
+
 def budget_of(args: argparse.Namespace) -> Budget:
     return Budget(**{k: getattr(args, k) for k in asdict(Budget())})
 
@@ -146,12 +162,17 @@ def main(argv: list[str]) -> int:
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.calibrate:
+        table = "calibration_content" if args.from_studies else "calibration_gradient"
+        check_outputs([args.out / f"{table}{ext}" for ext in (".csv", ".md")], inputs_of(args, photos_at, []))
         return run_calibration(args, names, budget, photos_at)
     recipes = {path.stem: load_recipe(path) for path in args.baselines}
-    resolve_shards(args.shards)  # missing shards: one line now, not after the first run
+    shards = resolve_shards(args.shards)  # missing shards: one line now, not after the first run
     columns = [(n, {}) for n in names] + list(recipes.items())
     runs = [Run(s, n, args.out / "runs" / run_name(resolve_style_path(s).stem, n, w), r, w)
             for s in args.styles for n, r in columns for w in dict.fromkeys(args.temporal_weights)]
+    inputs = inputs_of(args, photos_at, shards)
+    check_outputs(report_files(args), inputs)
+    check_outside([run.dir for run in runs], inputs, "a run folder fst compare replaces when it trains that run")
     train_all(runs, budget, args)
     rows, grids = evaluate_all(runs, budget, args, photos_at)
     write_report(args, budget, rows, grids, photos_at, argv)

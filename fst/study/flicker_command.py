@@ -22,7 +22,9 @@ from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
 from fst.io.clips import read_frames
 from fst.io.files import write_atomic
+from fst.io.targets import check_outputs
 from fst.study.flicker import EvalClip, as_tensor, real_clip
+from fst.study.sample_clips import resolve_clip
 
 
 def parser() -> ArgumentParser:
@@ -56,6 +58,8 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.frames < 2 or args.skip < 0 or args.size < 16:
         raise FstError("--frames must be >= 2, --skip >= 0 and --size >= 16")
+    if args.json:  # before the measuring: --json must name neither clip, nor a device or FIFO
+        check_outputs([args.json], [resolve_clip(args.input), *args.stylized])
     clip = real_clip(args.input, args.frames, args.size, args.skip)
     pairs = f"{int(clip.keep.sum())} of {clip.keep.numel()} frame pairs"
     results = {"input": args.input, "input_warping_error": clip.input_error, "pairs_measured": pairs,

@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
     files, problems = collect_inputs(args.inputs)
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
-    targets = plan_outputs(files, args.out, args.ext)
+    targets = plan_outputs(files, args.out, args.ext, others=(Path(args.model), *(args.style_image or [])))
     if args.style_size < 0:
         raise FstError(f"--style-size must be >= 0, got {args.style_size}")
     stylizer = Stylizer(args.model, args.device, args.dtype, trust_compiled=args.trust_compiled,
@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
     choices = style_choices(stylizer.style_names, args.style, args.mix)
-    per_style = with_style_labels(files, targets, [label for label, _ in choices])
+    per_style = with_style_labels(files, targets, [label for label, _ in choices], others=(Path(args.model),))
     compile_, why = compile_pays(args.compile, stylizer, files * len(choices), opts)  # a pass per style
     if compile_:
         stylizer.compile()

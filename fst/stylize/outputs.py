@@ -15,6 +15,7 @@ from fst.core.errors import FstError, first_line
 from fst.io.clips import VIDEO_SUFFIXES, clip_paths, is_clip
 from fst.io.images import image_paths, not_regular
 from fst.io.output_dir import writable_dir
+from fst.io.targets import check_outputs
 
 # The most pixels a side each format's writer takes (beyond it PIL raises, each format its own way):
 # WebP's own limit, libjpeg's, and the 16-bit size fields of the others.
@@ -113,10 +114,10 @@ def _expand(item: str) -> tuple[list[Path], str | None]:
     return [], f"{item}: no such file"
 
 
-def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
+def plan_outputs(files: list[Path], out: Path, ext: str | None, others: tuple[Path, ...] = ()) -> list[Path]:
     """Where each input goes: `out` itself for one input and a file-like `out`, else out/<stem><ext>.
     `ext` applies to inputs of its kind (a photo extension to photos, a video one to clips); the
-    others keep their own."""
+    others keep their own. `others` are the command's other inputs (the model), never overwritten either."""
     if ext is not None and not _EXT.fullmatch(ext.lstrip(".")):
         raise FstError(f"--ext {ext!r}: an extension is letters and digits (e.g. png, jpg)")
     suffix = None if ext is None else "." + ext.lstrip(".").lower()
@@ -130,14 +131,15 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None) -> list[Path]:
         _require_parent(out)
         targets = [out / (f.stem + (suffix if suffix and is_clip(f) == (suffix in VIDEO_SUFFIXES) else f.suffix))
                    for f in files]
-    _check_targets(files, targets)
+    _check_targets(files, targets, others)
     _require_parent(out)
     writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
     return targets
 
 
-def _check_targets(files: list[Path], targets: list[Path]) -> None:
-    """Every target a known image format (a clip's a video one), none an input, no two the same."""
+def _check_targets(files: list[Path], targets: list[Path], others: tuple[Path, ...]) -> None:
+    """Every target a known image format (a clip's a video one), none an input (by identity: through
+    symlinks and hard links too) nor a device, FIFO or folder, no two the same."""
     for target in dict.fromkeys(t for f, t in zip(files, targets) if not is_clip(f)):
         image_format(target)
     seen: dict[Path, Path] = {}
@@ -145,11 +147,10 @@ def _check_targets(files: list[Path], targets: list[Path]) -> None:
         if is_clip(src) != is_clip(dst):
             raise FstError(f"{dst}: {'a clip is written as a video' if is_clip(src) else 'a photo is written as an image'}"
                            f" ({', '.join(VIDEO_SUFFIXES)} are videos)")
-        if dst.resolve() == src.resolve():
-            raise FstError(f"{dst}: output would overwrite its input (choose another --out or --ext)")
         if dst in seen:
             raise FstError(f"{dst}: both {seen[dst]} and {src} would be written there")
         seen[dst] = src
+    check_outputs(targets, [*files, *others])
 
 
 def _require_parent(out: Path) -> None:
@@ -159,12 +160,13 @@ def _require_parent(out: Path) -> None:
         raise FstError(f"{out}: {problem}")
 
 
-def with_style_labels(files: list[Path], targets: list[Path], labels: list[str | None]) -> list[list[Path]]:
+def with_style_labels(files: list[Path], targets: list[Path], labels: list[str | None],
+                      others: tuple[Path, ...] = ()) -> list[list[Path]]:
     """Per style label, each input's output: ``<stem>_<label><ext>`` beside the planned target (the
     planned target itself for None), checked as `plan_outputs` checks its own. Labels are style
     names read from the model file, so each goes through `file_label` first."""
     safe = iter(unique_labels([label for label in labels if label is not None]))
     labels = [None if label is None else next(safe) for label in labels]
     planned = [[t if label is None else t.with_name(f"{t.stem}_{label}{t.suffix}") for t in targets] for label in labels]
-    _check_targets([f for f in files for _ in labels], [t for ts in zip(*planned) for t in ts])
+    _check_targets([f for f in files for _ in labels], [t for ts in zip(*planned) for t in ts], others)
     return planned

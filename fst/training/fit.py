@@ -86,6 +86,7 @@ class FstCLI(LightningCLI):
         self._check_image_sides(train=True)
         self._check_inputs()
         self._lock_checkpoint_folder()
+        self._claim_log_versions()
 
     def _check_inputs(self) -> None:
         # What the run would otherwise find missing only after its log folder and lock exist: a
@@ -106,8 +107,14 @@ class FstCLI(LightningCLI):
         folder = Path(dirpath) if dirpath else Path(self.trainer.default_root_dir) / "checkpoints"
         self.locks.enter_context(run_lock.held(folder))
 
+    def _claim_log_versions(self) -> None:
+        # After the checks, so a run that cannot start leaves no version folder; rank 0 claims for all.
+        if self.trainer.global_rank == 0:
+            run_folder.claim_log_versions(self.trainer.loggers)
+
     def before_validate(self) -> None:
         self._check_image_sides(train=False)
+        self._claim_log_versions()
 
     def _check_image_sides(self, train: bool) -> None:
         # The data knows the image sides, the model the smallest its VGG layers take: only here are

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fst.core.errors import FstError
+from fst.io.targets import special_kind
 
 
 def lock_file(folder: Path) -> Path:
@@ -31,10 +32,15 @@ def held(folder: Path) -> Iterator[None]:
     path = lock_file(folder)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a symlink (the pid written below would replace what it points to), never
+        # waiting on a FIFO: the lock is fst's own regular file or nothing.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as e:
         raise FstError(f"{folder}: cannot create the run lock {path} ({e.strerror or e})") from None
     try:
+        kind = special_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise FstError(f"{folder}: the run lock {path} is {kind}, not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

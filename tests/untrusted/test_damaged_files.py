@@ -80,9 +80,9 @@ def test_export_never_overwrites_a_checkpoint(ckpt: Path, tmp_path: Path, capsys
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "m.pt").write_bytes(before)  # a checkpoint named like the export it would become
     cases = [
-        (str(run), str(run), "run.ckpt: is the checkpoint being exported"),
-        (str(run), str(tmp_path / "link.pt"), "link.pt: is the checkpoint being exported"),
-        (str(tmp_path / "d" / "m.pt"), str(tmp_path / "d"), "m.pt: is the checkpoint being exported"),
+        (str(run), str(run), "run.ckpt: is an input of this command"),
+        (str(run), str(tmp_path / "link.pt"), "link.pt: is an input of this command"),
+        (str(tmp_path / "d" / "m.pt"), str(tmp_path / "d"), "m.pt: is an input of this command"),
         (str(run), str(tmp_path / "other.ckpt"), "other.ckpt: is a training checkpoint, which fst export never overwrites"),
     ]
     for src, out, message in cases:
