@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fst.artefacts import compiled
-from fst.artefacts.checkpoint import check_weights, net_config, transformer_from_state
+from fst.artefacts.checkpoint import check_finite, check_weights, net_config, transformer_from_state
 from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
@@ -91,7 +91,7 @@ def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An artefact's weights and fst metadata, read as data (`fst.untrusted`) and checked: the
     metadata's fields, the weights' names and shapes against its config, every weight in the
-    exported dtype, and the digest recorded at export."""
+    exported dtype, the digest recorded at export, and every value finite."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: model not found")
@@ -110,6 +110,7 @@ def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, A
         raise FstError(f"{path}: weight {wrong[0]} is not {meta['dtype']}, the dtype its metadata records")
     if "weights_sha256" in meta and weights_digest(state) != meta["weights_sha256"]:
         raise FstError(f"{path}: damaged: its weights do not match the digest recorded at export (flipped bytes?)")
+    check_finite(state, str(path))
     return state, meta
 
 

@@ -146,6 +146,23 @@ class Stylizer:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
+        return self.finite(self._stylized(x, tile, overlap))
+
+    def finite(self, y: torch.Tensor) -> torch.Tensor:
+        """`y`, unless it holds NaN or infinity: an 8-bit image shows those as black, so a pass that
+        overflowed (fp16's range ends at 65504) is refused, with what to do about it."""
+        bad = int((~torch.isfinite(y)).sum())
+        if not bad:
+            return y
+        if self.dtype == "fp32":
+            why = "the model's weights overflow float32 on this input"
+        elif self.format == "checkpoint":
+            why = f"the network overflows {self.dtype} on this input; rerun with --dtype fp32"
+        else:
+            why = f"the network overflows {self.dtype} on this input; export it with --dtype fp32"
+        raise FstError(f"the stylized result holds {bad} NaN or infinite values of {y.numel()} ({why}); nothing written")
+
+    def _stylized(self, x: torch.Tensor, tile: int | None, overlap: int) -> torch.Tensor:
         x = x.to(self.device)
         if min(x.shape[-2:]) < MIN_SIDE:
             raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {MIN_SIDE} px a side")
