@@ -26,7 +26,7 @@ from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
-from fst.untrusted.onnx_files import read_onnx
+from fst.untrusted.onnx_files import metadata_props, read_onnx
 from fst.untrusted.plain_data import parse_json
 from fst.untrusted.torch_export import read_pt2
 from fst.untrusted.torchscript import read_torchscript
@@ -164,9 +164,24 @@ def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     optional("onnx")
-    proto = read_onnx(path)
-    meta = _parse_meta(path, {p.key: p.value for p in proto.metadata_props}.get(META_FILE))
+    meta = _parse_meta(path, metadata_props(path).get(META_FILE))  # the graph unread
+    proto = read_onnx(path, onnx_bound(meta["net"], str(path)))
     return _onnx_state_dict(path, proto, meta["net"]), meta
+
+
+# An fst ONNX file is its weights (4 bytes a parameter at most) and a graph of a few tens of KB
+# (measured: 28 KB for the tiny test network, 1.007x the weights for the default one).
+ONNX_GRAPH_SLACK = 1 << 20
+
+
+def onnx_bound(config: Any, origin: str) -> int:
+    """The most bytes an ONNX file of the network `config` describes can honestly hold: its weights
+    twice over in fp32, and the graph. Counted on the meta device, from networks of 0 and 1
+    residual blocks (every block is the same size): nothing of the config's size is built."""
+    config = net_config(config, origin)
+    with torch.device("meta"):
+        sizes = [sum(t.numel() for t in TransformerNet(**{**config, "n_residual": n}).state_dict().values()) for n in (0, 1)]
+    return 2 * 4 * (sizes[0] + config["n_residual"] * (sizes[1] - sizes[0])) + ONNX_GRAPH_SLACK
 
 
 def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
