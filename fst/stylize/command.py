@@ -26,7 +26,8 @@
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
 - Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the
-  same frames and timestamps, audio copied untouched; ``--ext`` applies to inputs of its kind.
+  same frames and timestamps, audio and subtitles copied untouched (a stream the output cannot hold
+  is named on one line); ``--ext`` applies to inputs of its kind.
 - A file that cannot be read, stylised or written, for whatever reason, is reported on one line and
   skipped; the rest are done, and the exit status is 1 with a summary. A stop signal still stops.
 """
