@@ -131,26 +131,24 @@ class Stylizer:
         x = x.to(DTYPES[self.dtype])  # artefacts cast to their dtype too: the same values either way
         if self._compiled is not None:
             try:
-                return self._compiled(*self._inputs(x)).float()
+                y = self._compiled(*self._inputs(x)).float()
             except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
                 if is_out_of_memory(e):
                     raise
                 tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
                 self._compiled = None
-        return self._full(*self._inputs(x)).float()
+            else:
+                return self.finite(y)
+        return self.finite(self._full(*self._inputs(x)).float())
 
     def tiled(self, x: torch.Tensor, tile: int, overlap: int, stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
         net = self.eager if self.n_styles == 1 else FixedStyle(self.eager, self._inputs(x[:1])[1][0])
         xt = x.to(DTYPES[self.dtype])
-        return tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float()
-
-    @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
-        return self.finite(self._stylized(x, tile, overlap))
+        return self.finite(tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float())
 
     def finite(self, y: torch.Tensor) -> torch.Tensor:
-        """`y`, unless it holds NaN or infinity: an 8-bit image shows those as black, so a pass that
-        overflowed (fp16's range ends at 65504) is refused, with what to do about it."""
+        """`y`, a pass's output, unless it holds NaN or infinity: an 8-bit image shows those as black,
+        so a pass that overflowed (fp16's range ends at 65504) is refused, with what to do about it."""
         bad = int((~torch.isfinite(y)).sum())
         if not bad:
             return y
@@ -162,7 +160,8 @@ class Stylizer:
             why = f"the network overflows {self.dtype} on this input; export it with --dtype fp32"
         raise FstError(f"the stylized result holds {bad} NaN or infinite values of {y.numel()} ({why}); nothing written")
 
-    def _stylized(self, x: torch.Tensor, tile: int | None, overlap: int) -> torch.Tensor:
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
         x = x.to(self.device)
         if min(x.shape[-2:]) < MIN_SIDE:
             raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {MIN_SIDE} px a side")

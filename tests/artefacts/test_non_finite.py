@@ -69,24 +69,26 @@ def test_an_artefact_with_a_non_finite_weight_is_refused(fmt: str, image: Path, 
     assert f"nan{SUFFIXES[fmt]}: refused: weight conv_out.1.bias holds 1 NaN or infinite values of 3" in err, err
 
 
-@pytest.mark.parametrize(("scale", "dtype", "advice"), [
-    (1e4, "fp16", "the network overflows fp16 on this input; rerun with --dtype fp32"),  # finite in fp32
-    (3e37, "fp32", "the model's weights overflow float32 on this input"),
+@pytest.mark.parametrize(("scale", "dtype", "tile", "advice"), [
+    (1e4, "fp16", [], "the network overflows fp16 on this input; rerun with --dtype fp32"),  # finite in fp32
+    (1e4, "fp16", ["--tile", "32"], "the network overflows fp16 on this input; rerun with --dtype fp32"),
+    (3e37, "fp32", [], "the model's weights overflow float32 on this input"),
 ])
-def test_a_pass_that_overflows_writes_nothing(scale: float, dtype: str, advice: str, image: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """Finite weights whose pass overflows: before, a black image and exit 0. In a folder, that
-    file is skipped in one line and the others are written."""
+def test_a_pass_that_overflows_writes_nothing(scale: float, dtype: str, tile: list[str], advice: str, image: Path,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Finite weights whose pass overflows: before, a black image and exit 0. Each file is skipped
+    in one line that says what to do; nothing is written."""
     ckpt = save_net(tmp_path / "big.ckpt", scale=scale)
     second = tmp_path / "b.png"
     Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second)
     out = tmp_path / "out"
-    code = cli(["stylize", str(image), "--model", str(ckpt), "--out", str(out), "--device", "cpu", "--dtype", dtype,
-                "--quiet"])
+    code = cli(["stylize", str(image), str(second), "--model", str(ckpt), "--out", str(out), "--device", "cpu",
+                "--dtype", dtype, *tile, "--quiet"])
     err = capsys.readouterr().err
     assert code == 1, err
     skipped = [line for line in err.splitlines() if line.startswith("fst stylize: skipped")]
-    assert len(skipped) == 1 and "in.png: the stylized result holds" in skipped[0] and advice in skipped[0], err
+    assert len(skipped) == 2 and all(advice in line for line in skipped), err
+    assert "in.png: the stylized result holds" in skipped[0] and "b.png: the stylized result holds" in skipped[1], err
     assert not out.exists() or not list(out.iterdir())
     if dtype == "fp16":  # the same model in fp32 is fine
         assert cli(["stylize", str(image), "--model", str(ckpt), "--out", str(out), "--device", "cpu",
