@@ -246,7 +246,8 @@ class ClipWriter:
         for s in clip.container.streams.data:
             if timecode and s.metadata.get("timecode") == timecode:  # the timecode track, written again
                 if target.suffix.lower() not in TIMECODE_SUFFIXES:
-                    dropped.append(f"{describe_stream(s)} (timecode {timecode}) not copied: a {target.suffix} file has no place for it")
+                    dropped.append(f"{describe_stream(s)} (timecode {timecode}) not copied: a {target.suffix} file "
+                                   "has no place for it")
                 continue
             dropped.append(f"{describe_stream(s)} not copied: PyAV cannot copy a data stream")
         dropped += [f"{describe_stream(s)} not copied: only the first video stream is stylized"
