@@ -37,11 +37,6 @@ def is_clip(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def clip_paths(folder: Path) -> list[Path]:
-    """The entries of `folder` (not recursive) named like a clip, folders aside."""
-    return sorted(p for p in folder.iterdir() if is_clip(p) and not p.is_dir())
-
-
 def av_problem(e: BaseException) -> str:
     """An FFmpeg error as a short reason (its strerror; PyAV appends the file name itself)."""
     return str(getattr(e, "strerror", None) or first_line(e))
@@ -240,7 +235,8 @@ class ClipWriter:
                 dropped.append(f"{describe_stream(s)} {s.name!r} not copied: only a .mkv output holds attachments")
                 continue
             self.container.add_attachment(s.name, s.mimetype, bytes(s.data))
-        timecode = clip.video.metadata.get("timecode") or clip.video.metadata.get("TIMECODE")
+        tags = [clip.video.metadata, *(s.metadata for s in clip.container.streams.data)]
+        timecode = next((t.get("timecode") or t.get("TIMECODE") for t in tags if t.get("timecode") or t.get("TIMECODE")), None)
         if timecode and target.suffix.lower() in TIMECODE_SUFFIXES:
             self.video.metadata["timecode"] = timecode
         for s in clip.container.streams.data:

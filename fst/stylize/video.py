@@ -11,7 +11,7 @@ Memory does not grow with the clip's length: at most (2 QUEUED + 2) BATCH frames
 frames queued for the network, the batch being gathered, the batch in the network, and QUEUED
 stylised batches per output queued for the encoder), plus what libav* keeps itself (the
 decoder's and encoder's reference and look-ahead frames, a few dozen at most for x264, and audio
-packets the muxer holds until the video catches up, at most its 10 s interleave window; audio
+and subtitle packets the muxer holds until the video catches up, at most its 10 s interleave window; audio
 before the first video frame is held until that frame opens the outputs). Each output goes to a temp file beside it and
 is renamed only once the whole clip is written (`fst.io.files.writing`): a stop signal, a full disk
 or a clip that cannot be read on leaves nothing under the output's name.
