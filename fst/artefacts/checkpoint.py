@@ -148,8 +148,10 @@ def transformer_from_checkpoint(ckpt: str | Path | dict[str, Any]) -> tuple[Tran
 
 
 def transformer_from_state(config: Any, state: dict[str, Any], origin: str) -> TransformerNet:
-    """An eval-mode fp32 TransformerNet of `config` holding `state`, once `check_weights` passed."""
+    """An eval-mode fp32 TransformerNet of `config` holding `state`, once `check_weights` and
+    `check_finite` passed."""
     net = TransformerNet(**check_weights(config, state, origin))
+    check_finite(state, origin)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.eval()
 
@@ -168,6 +170,16 @@ def check_weights(config: Any, state: dict[str, Any], origin: str) -> dict[str, 
     if problem:
         raise FstError(f"{origin}: transformer weights do not match its config {config}: {problem}")
     return config
+
+
+def check_finite(state: dict[str, torch.Tensor], origin: str) -> None:
+    """Refuse weights that hold NaN or infinity (a run that diverged writes them): the network would
+    turn every image into NaN, which an 8-bit image shows as black, and an export would copy them."""
+    for name in sorted(state):
+        finite = torch.isfinite(state[name])
+        if not finite.all():
+            raise FstError(f"{origin}: refused: weight {name} holds {int((~finite).sum())} NaN or infinite values "
+                           f"of {finite.numel()} (a training run that diverged?); fst uses only finite weights")
 
 
 # What a config written before a key existed meant by its absence.

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from fst.artefacts import compiled
-from fst.artefacts.checkpoint import check_weights, net_config, transformer_from_state
+from fst.artefacts.checkpoint import check_finite, check_weights, net_config, transformer_from_state
 from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
-from fst.untrusted.onnx_files import read_onnx
+from fst.untrusted.onnx_files import metadata_props, read_onnx
 from fst.untrusted.plain_data import parse_json
 from fst.untrusted.torch_export import read_pt2
 from fst.untrusted.torchscript import read_torchscript
@@ -91,7 +91,7 @@ def exported_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An artefact's weights and fst metadata, read as data (`fst.untrusted`) and checked: the
     metadata's fields, the weights' names and shapes against its config, every weight in the
-    exported dtype, and the digest recorded at export."""
+    exported dtype, the digest recorded at export, and every value finite."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: model not found")
@@ -110,6 +110,7 @@ def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, A
         raise FstError(f"{path}: weight {wrong[0]} is not {meta['dtype']}, the dtype its metadata records")
     if "weights_sha256" in meta and weights_digest(state) != meta["weights_sha256"]:
         raise FstError(f"{path}: damaged: its weights do not match the digest recorded at export (flipped bytes?)")
+    check_finite(state, str(path))
     return state, meta
 
 
@@ -163,9 +164,24 @@ def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     optional("onnx")
-    proto = read_onnx(path)
-    meta = _parse_meta(path, {p.key: p.value for p in proto.metadata_props}.get(META_FILE))
+    meta = _parse_meta(path, metadata_props(path).get(META_FILE))  # the graph unread
+    proto = read_onnx(path, onnx_bound(meta["net"], str(path)))
     return _onnx_state_dict(path, proto, meta["net"]), meta
+
+
+# An fst ONNX file is its weights (4 bytes a parameter at most) and a graph of a few tens of KB
+# (measured: 28 KB for the tiny test network, 1.007x the weights for the default one).
+ONNX_GRAPH_SLACK = 1 << 20
+
+
+def onnx_bound(config: Any, origin: str) -> int:
+    """The most bytes an ONNX file of the network `config` describes can honestly hold: its weights
+    twice over in fp32, and the graph. Counted on the meta device, from networks of 0 and 1
+    residual blocks (every block is the same size): nothing of the config's size is built."""
+    config = net_config(config, origin)
+    with torch.device("meta"):
+        sizes = [sum(t.numel() for t in TransformerNet(**{**config, "n_residual": n}).state_dict().values()) for n in (0, 1)]
+    return 2 * 4 * (sizes[0] + config["n_residual"] * (sizes[1] - sizes[0])) + ONNX_GRAPH_SLACK
 
 
 def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from fst.artefacts import compiled
+from fst.untrusted.torch_files import bounded_directory
 
 KINDS = {"torchscript": "a TorchScript model", "export": "a torch.export model", "onnx": "an ONNX model",
          "aoti": "an AOTInductor package"}
@@ -18,6 +19,7 @@ def sniff_format(path: str | Path) -> str | None:
     Only names are looked at (a zip's member list, the suffix): nothing is loaded."""
     path = Path(path)
     if zipfile.is_zipfile(path):
+        bounded_directory(path, str(path), "model file")  # before zipfile reads a record per member
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()

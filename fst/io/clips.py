@@ -1,9 +1,12 @@
 """Video clips through PyAV (libav* in-process, never an ffmpeg pipe): reading a clip's frames in
 presentation order with its audio packets alongside, and writing frames and packets back.
 
-Only frames are decoded and re-encoded; every audio packet is remuxed untouched (same bytes, same
-timestamps), and each video frame keeps its own pts in the input stream's time base, so a variable
-frame rate survives. Other streams (subtitles, data) are not copied.
+Only frames are decoded and re-encoded; every audio and subtitle packet is remuxed untouched (same
+bytes, same timestamps), attachments (a Matroska file's fonts) are copied, a timecode track is
+carried as the video's timecode (the muxer writes it again), and each video frame keeps its own pts
+in the input stream's time base, so a variable frame rate survives. A stream the output container
+cannot hold, or that PyAV cannot copy (other data streams, video streams after the first), is
+named in `ClipWriter.dropped`; frames whose timestamps do not increase are counted in `retimed`.
 """
 
 from __future__ import annotations
@@ -34,11 +37,6 @@ def is_clip(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def clip_paths(folder: Path) -> list[Path]:
-    """The entries of `folder` (not recursive) named like a clip, folders aside."""
-    return sorted(p for p in folder.iterdir() if is_clip(p) and not p.is_dir())
-
-
 def av_problem(e: BaseException) -> str:
     """An FFmpeg error as a short reason (its strerror; PyAV appends the file name itself)."""
     return str(getattr(e, "strerror", None) or first_line(e))
@@ -53,12 +51,13 @@ def upright_turns(rotation: float | None) -> int:
 
 @dataclass
 class Clip:
-    """An open input clip: its first video stream and every audio stream."""
+    """An open input clip: its first video stream and every audio and subtitle stream."""
 
     path: Path
     container: av.container.InputContainer
     video: av.video.stream.VideoStream
     audio: list[av.audio.stream.AudioStream]
+    subtitles: list[av.subtitles.stream.SubtitleStream] = field(default_factory=list)
     declared_frames: int | None = field(default=None)
     packets: int = 0  # video packets with data, read so far
     frames: int = 0  # video frames decoded from them
@@ -69,13 +68,14 @@ class Clip:
         return max(0, self.packets - self.frames)
 
     def items(self) -> Iterator[av.VideoFrame | av.Packet]:
-        """Video frames (decoded, presentation order) and audio packets (as stored), in file order.
+        """Video frames (decoded, presentation order) and audio and subtitle packets (as stored), in
+        file order.
 
         A video packet the decoder refuses (or swallows) is dropped and counted (`undecodable`): its
         frame has no picture to stylise, and repeating a neighbour would invent one; the frames
         around it keep their timestamps."""
-        for packet in self.container.demux(self.video, *self.audio):
-            if packet.stream.type == "audio":
+        for packet in self.container.demux(self.video, *self.audio, *self.subtitles):
+            if packet.stream.type != "video":
                 if packet.dts is not None:  # the demuxer's end-of-stream marker carries no data
                     yield packet
                 continue
@@ -99,7 +99,8 @@ def open_clip(path: Path) -> Clip:
         raise FstError(f"{path}: no video stream")
     video = container.streams.video[0]
     video.thread_type = "AUTO"  # frame threads: decoding keeps up with the network on few cores
-    return Clip(path, container, video, list(container.streams.audio), declared_frames=video.frames or None)
+    return Clip(path, container, video, list(container.streams.audio), list(container.streams.subtitles),
+                declared_frames=video.frames or None)
 
 
 def frame_array(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> np.ndarray:
@@ -154,6 +155,10 @@ def encoder_for(path: Path) -> str:
 
 
 COLOR_TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")
+# Outputs whose muxer keeps a video stream's timecode tag (a tmcd track in MP4 and MOV, a tag in
+# Matroska); AVI and the iPod muxer of .m4v drop it.
+TIMECODE_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+KEPT_TAGS = ("language", "title", "handler_name")  # of a copied subtitle stream
 
 
 def same_colors(src: av.video.codeccontext.VideoCodecContext, dst: av.video.codeccontext.VideoCodecContext) -> dict:
@@ -172,6 +177,12 @@ def same_colors(src: av.video.codeccontext.VideoCodecContext, dst: av.video.code
     if src.colorspace in (0, 2):
         return {}
     return {"dst_colorspace": src.colorspace, "dst_color_range": src.color_range or None}
+
+
+def describe_stream(s: av.stream.Stream) -> str:
+    """'stream #2 (subtitle, mov_text)': how a line names an input stream."""
+    codec = s.codec_context.name if getattr(s, "codec_context", None) is not None else None
+    return f"stream #{s.index} ({s.type}{', ' + codec if codec else ''})"
 
 
 class ClipWriter:
@@ -198,11 +209,46 @@ class ClipWriter:
                 self.time_base = Fraction(1, max(1, min(65535, round(float(rate) * 1000))))
                 self.video.codec_context.time_base = self.time_base
             self.colors = same_colors(clip.video.codec_context, self.video.codec_context)
-            self.audio = {s.index: self.container.add_stream_from_template(s) for s in clip.audio}
+            self.copied = {s.index: self.container.add_stream_from_template(s) for s in clip.audio}
+            self.dropped = self._copy_streams(clip, target)
         except BaseException:
             self.container.close()
             raise
         self.last_pts: int | None = None
+        self.frames = 0
+        self.retimed: list[int] = []  # indices of frames whose pts did not increase, written 1 tick on
+
+    def _copy_streams(self, clip: Clip, target: Path) -> list[str]:
+        """Add the input's subtitle streams, attachments and timecode to the output; one line for
+        each stream that is not copied, and why."""
+        dropped = []
+        for s in clip.subtitles:
+            try:
+                out = self.container.add_stream_from_template(s)
+            except (ValueError, av.FFmpegError) as e:
+                dropped.append(f"{describe_stream(s)} not copied: {first_line(e)} (a {clip.path.suffix} output keeps it)")
+                continue
+            out.metadata.update({k: v for k, v in s.metadata.items() if k.lower() in KEPT_TAGS})
+            self.copied[s.index] = out
+        for s in clip.container.streams.attachments:  # other muxers accept one, then fail at the header
+            if self.container.format.name != "matroska":
+                dropped.append(f"{describe_stream(s)} {s.name!r} not copied: only a .mkv output holds attachments")
+                continue
+            self.container.add_attachment(s.name, s.mimetype, bytes(s.data))
+        tags = [clip.video.metadata, *(s.metadata for s in clip.container.streams.data)]
+        timecode = next((t.get("timecode") or t.get("TIMECODE") for t in tags if t.get("timecode") or t.get("TIMECODE")), None)
+        if timecode and target.suffix.lower() in TIMECODE_SUFFIXES:
+            self.video.metadata["timecode"] = timecode
+        for s in clip.container.streams.data:
+            if timecode and s.metadata.get("timecode") == timecode:  # the timecode track, written again
+                if target.suffix.lower() not in TIMECODE_SUFFIXES:
+                    dropped.append(f"{describe_stream(s)} (timecode {timecode}) not copied: a {target.suffix} file "
+                                   "has no place for it")
+                continue
+            dropped.append(f"{describe_stream(s)} not copied: PyAV cannot copy a data stream")
+        dropped += [f"{describe_stream(s)} not copied: only the first video stream is stylized"
+                    for s in clip.container.streams.video if s.index != clip.video.index]
+        return dropped
 
     def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
         """One (H, W, 3) uint8 frame at `pts` (in `time_base`, the input's)."""
@@ -212,12 +258,19 @@ class ClipWriter:
         if pts is not None and time_base is not None and time_base != self.time_base:
             pts = round(pts * time_base / self.time_base)
         if pts is None or (self.last_pts is not None and pts <= self.last_pts):
+            if pts is not None:  # went back or repeated: said once per clip (`retimed`)
+                self.retimed.append(self.frames)
             pts = 0 if self.last_pts is None else self.last_pts + 1  # encoders refuse pts that do not grow
+        self.frames += 1
         frame.pts, frame.time_base, self.last_pts = pts, self.time_base, pts
         self.container.mux(self.video.encode(frame))
 
-    def write_packet(self, packet: av.Packet) -> None:
-        packet.stream = self.audio[packet.stream.index]
+    def write_packet(self, packet: av.Packet, index: int) -> None:
+        """An audio or subtitle packet of input stream `index`, remuxed untouched (one of a stream
+        not copied is left out). The index is the caller's: muxing moves the packet to our stream."""
+        if index not in self.copied:
+            return
+        packet.stream = self.copied[index]
         self.container.mux(packet)
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 `open_image` decodes fully (so truncation shows up here, not mid-training), applies the EXIF
 orientation and refuses absurd sizes (over `MAX_PIXELS`, or a file over `MAX_FILE_BYTES`); `to_rgb` turns any mode (grayscale, palette, CMYK, RGBA,
-16-bit) into 8-bit RGB; `alpha_channel` keeps the transparency that stylize carries over.
+16-bit, float) into 8-bit RGB; `alpha_channel` keeps the transparency that stylize carries over;
+`open_animation` gives every frame of an animated GIF, PNG or WebP (all frames within `MAX_PIXELS`).
 Every failure is an `ImageError` whose `reason` is a short phrase fit for a manifest or a log.
 Only regular files are ever opened: a FIFO named `x.jpg` would block the reader forever, a device
 would never end; `not_regular` says why such a path is skipped, from its stat alone.
@@ -14,10 +15,11 @@ import io
 import os
 import stat
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from fst.core.errors import FstError, first_line
 from fst.io.targets import special_kind
@@ -27,6 +29,10 @@ MAX_PIXELS = 100_000_000
 # Every file is read whole before decoding: 100 MP of 16-bit RGBA is 800 MB uncompressed.
 MAX_FILE_BYTES = 1 << 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Photo formats whose decoder is a plugin Pillow may lack: (name, where to get it).
+PLUGIN_FORMATS = {".heic": ("HEIC", "pillow-heif"), ".heif": ("HEIF", "pillow-heif"), ".avif": ("AVIF", "pillow-avif-plugin"),
+                  ".jxl": ("JPEG XL", "pillow-jxl-plugin")}
+ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # whose several frames are an animation (an MPO's or TIFF's are not)
 
 
 def image_paths(folder: Path, *, recursive: bool = True) -> list[Path]:
@@ -34,6 +40,20 @@ def image_paths(folder: Path, *, recursive: bool = True) -> list[Path]:
     sorted. FIFOs, devices and dangling symlinks are included, so callers can say why they skip them."""
     entries = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+
+
+def readable_suffixes() -> frozenset[str]:
+    """The file extensions of every format this Pillow decodes."""
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def missing_decoder(name: str) -> str | None:
+    """Why a file named like a photo format this Pillow cannot decode is not read, or None."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in PLUGIN_FORMATS or suffix in readable_suffixes():
+        return None
+    kind, plugin = PLUGIN_FORMATS[suffix]
+    return f"a {kind} image, and this Pillow has no {kind} decoder (pip install {plugin})"
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -120,16 +140,19 @@ def open_image(source: str | Path | bytes, *, name: str | None = None, draft: in
         except Image.DecompressionBombError:
             raise ImageError(name, f"too large (over {MAX_PIXELS // 1_000_000} MP)") from None
         except UnidentifiedImageError:
-            raise ImageError(name, "not an image") from None
+            raise ImageError(name, missing_decoder(name) or "not an image") from None
         except Exception as e:  # a crafted header trips PIL's plugins in their own ways (TypeError, NotImplementedError)
             raise ImageError(name, _decode_reason(e)) from None
     return _oriented(img)
 
 
 def to_rgb(img: Image.Image, name: str = "<image>") -> Image.Image:
-    """8-bit RGB; 16-bit is scaled (not clipped), alpha dropped (see `alpha_channel`)."""
+    """8-bit RGB; 16-bit is scaled (not clipped), float by its range (`float_levels`), alpha dropped
+    (see `alpha_channel`)."""
     if img.mode == "RGB":
         return img
+    if img.mode == "F":
+        return Image.fromarray(float_levels(np.asarray(img, dtype=np.float64)), "L").convert("RGB")
     if img.mode in _SIXTEEN_BIT:
         arr = np.asarray(img).astype(np.float64)
         arr = np.clip(arr, 0, 65535) / 257.0  # 65535 -> 255
@@ -140,6 +163,49 @@ def to_rgb(img: Image.Image, name: str = "<image>") -> Image.Image:
         return img.convert("RGB")
     except ValueError:
         raise ImageError(name, f"unsupported colour mode {img.mode}") from None
+
+
+def float_levels(arr: np.ndarray) -> np.ndarray:
+    """8-bit levels of a float image (a 32-bit float TIFF): values in 0..1 as float images are
+    written (PIL's own float images from 8-bit hold 0..255, and 16-bit ones 0..65535: the range
+    decides). NaN is black, infinities are clipped."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(arr.max(initial=0.0))
+    white = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0
+    return np.round(np.clip(arr, 0.0, white) * (255.0 / white)).astype(np.uint8)
+
+
+@dataclass
+class Animation:
+    """Every frame of an animated image (RGB or RGBA, as decoded), how long each shows (ms), and
+    how many times it loops (None: once, as written)."""
+
+    frames: list[Image.Image]
+    durations: list[int]
+    loop: int | None
+
+
+def open_animation(data: bytes, name: str) -> Animation | None:
+    """The frames of an animated GIF, PNG or WebP, each composited as a viewer shows it; None for
+    any other image. All frames together are bounded by `MAX_PIXELS`, checked before decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            img = Image.open(io.BytesIO(data))
+            if img.format not in ANIMATED_FORMATS or getattr(img, "n_frames", 1) < 2:
+                return None
+            n, (w, h) = img.n_frames, img.size
+            if n * w * h > MAX_PIXELS:
+                raise ImageError(name, f"too large ({n} frames of {w}x{h}, over {MAX_PIXELS // 1_000_000} MP in all)")
+            frames, durations = [], []
+            for frame in ImageSequence.Iterator(img):
+                frames.append(frame.convert("RGBA" if "A" in frame.mode or "transparency" in frame.info else "RGB"))
+                durations.append(int(frame.info.get("duration") or 100))
+    except ImageError:
+        raise
+    except Exception as e:  # as open_image: each plugin fails its own way
+        raise ImageError(name, _decode_reason(e)) from None
+    return Animation(frames, durations, img.info.get("loop"))
 
 
 def alpha_channel(img: Image.Image) -> Image.Image | None:

@@ -4,11 +4,13 @@
     fst stylize clip.mp4 --model starry.ckpt --out styled.mp4
     fst stylize photos/ 'more/*.png' --model starry.pt --out styled/ --ext png --tile 1024
 
-- Inputs: files, folders (their image files, not recursive) and globs. Outputs: a file for a single
-  input, else a folder of ``<stem><ext>`` (the input's extension unless ``--ext``); the format
-  follows the extension. Every output is written to a temp name beside it, then renamed.
-- Images are read by `fst.io.images` (EXIF orientation applied; grayscale, palette, CMYK, 16-bit
-  converted to 8-bit RGB). An alpha channel is carried over where the output format has one.
+- Inputs: files, folders (every image Pillow reads and every clip in them, not recursive; any other
+  file is named on a line) and globs. Outputs: a file for a single input, else a folder of
+  ``<stem><ext>`` (the input's extension unless ``--ext``; PNG for a format Pillow reads but does not
+  write); the format follows the extension. Every output is written to a temp name beside it, then renamed.
+- Images are read by `fst.io.images` (EXIF orientation applied; grayscale, palette, CMYK, 16-bit,
+  float converted to 8-bit RGB). An alpha channel and an RGB ICC profile are carried over where the
+  output format has them; every frame of an animated GIF, PNG or WebP is stylised (`fst.stylize.image`).
 - Device: CUDA when present (fp16 by default), else CPU fp32; ``--device``/``--dtype`` override.
   Exported models run in the dtype they were exported with. An AOTInductor package (``fst export
   --format aoti``) is machine code and runs only with ``--trust-compiled`` (`fst.artefacts.compiled`). ``--compile`` runs the network through
@@ -29,7 +31,8 @@
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
 - Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the
-  same frames and timestamps, audio copied untouched; ``--ext`` applies to inputs of its kind.
+  same frames and timestamps, audio and subtitles copied untouched (a stream the output cannot hold
+  is named on one line); ``--ext`` applies to inputs of its kind.
 - A file that cannot be read, stylised or written, for whatever reason, is reported on one line and
   skipped; the rest are done, and the exit status is 1 with a summary. A stop signal still stops.
 """
@@ -139,7 +142,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     overlap = args.overlap if args.overlap is not None else default_overlap(args.tile)
     opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color)
-    files, problems = collect_inputs(args.inputs)
+    notes: list[str] = []  # a folder's files that are neither images nor clips
+    files, problems = collect_inputs(args.inputs, notes)
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
     targets = plan_outputs(files, args.out, args.ext, others=(Path(args.model), *(args.style_image or [])))
@@ -156,6 +160,8 @@ def main(argv: list[str]) -> int:
         stylizer.compile()
     if not args.quiet:
         print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
+    for line in notes:
+        print(f"fst stylize: left out {printable(line)}", file=sys.stderr)
     for line in problems:
         print(f"fst stylize: skipped {printable(line)}", file=sys.stderr)
     # Per file, every chosen style: each image is read and decoded once.

@@ -1,20 +1,26 @@
 """One image through a `Stylizer`: the per-image options, resizing, colour and strength, and writing
-each output atomically in the format its extension names."""
+each output atomically in the format its extension names, with the input's ICC profile where that
+format holds one. Every frame of an animated GIF, PNG or WebP is stylised where the output format
+animates (same durations and loop); any other output gets the first frame, and a line says so."""
 
 from __future__ import annotations
 
+import functools
+import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, ImageCms
+from tqdm import tqdm
 
 from fst.core.color import luminance
 from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path
-from fst.io.images import alpha_channel, open_image, to_rgb
+from fst.io.images import ANIMATED_FORMATS, Animation, alpha_channel, open_animation, open_image, read_file, to_rgb
 from fst.models import tiling
 from fst.models.transformer import MIN_SIDE
 from fst.stylize.outputs import check_size, image_format
@@ -90,14 +96,80 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     return TF.to_pil_image(out[0].mul(255).round().clamp(0, 255).to(torch.uint8).cpu())
 
 
-def save_image(img: Image.Image, path: Path, alpha: Image.Image | None = None) -> None:
-    """Save in the format `path`'s extension names, with `alpha` where that format has one, atomically."""
+def with_alpha(img: Image.Image, alpha: Image.Image | None, fmt: str) -> Image.Image:
+    """`img` with `alpha` (resized to it) where `fmt` has an alpha channel."""
+    if alpha is None or fmt not in ALPHA_FORMATS:
+        return img
+    img = img.copy()
+    img.putalpha(alpha.resize(img.size, Image.Resampling.LANCZOS) if alpha.size != img.size else alpha)
+    return img
+
+
+def save_image(img: Image.Image, path: Path, alpha: Image.Image | None = None, icc: bytes | None = None,
+               animation: tuple[list[Image.Image], Animation] | None = None) -> None:
+    """Save in the format `path`'s extension names, with `alpha` where that format has one and the
+    ICC profile `icc` where it holds one, atomically; `animation`: the other frames (each with
+    its alpha) and the input's timing, for a format that animates."""
     fmt = image_format(path)
-    if alpha is not None and fmt in ALPHA_FORMATS:
-        img = img.copy()
-        img.putalpha(alpha.resize(img.size, Image.Resampling.LANCZOS) if alpha.size != img.size else alpha)
+    options = {**SAVE_OPTIONS.get(fmt, {}), **({"icc_profile": icc} if icc and holds_icc(fmt) else {})}
+    if animation is not None:
+        rest, timing = animation
+        loop = {} if timing.loop is None and fmt == "GIF" else {"loop": 1 if timing.loop is None else timing.loop}
+        options.update(save_all=True, append_images=rest, duration=timing.durations, **loop)
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
+        with_alpha(img, alpha, fmt).save(tmp, format=fmt, **options)
+
+
+@functools.lru_cache(maxsize=None)
+def holds_icc(fmt: str) -> bool:
+    """Whether PIL writes an ICC profile into `fmt` (tried, not listed: JPEG, PNG, WebP, TIFF, AVIF do)."""
+    buffer = io.BytesIO()
+    try:
+        Image.new("RGB", (8, 8)).save(buffer, format=fmt, icc_profile=SRGB)
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            return back.info.get("icc_profile") == SRGB
+    except Exception:  # a format PIL writes but does not read back, or one that takes no profile
+        return False
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def rgb_profile(raw: Image.Image, src: Path) -> bytes | None:
+    """The photo's ICC profile if it describes RGB values (what the output holds); a profile of
+    another colour space (CMYK, grey) cannot describe the RGB output, and a line says so."""
+    icc = raw.info.get("icc_profile")
+    if not icc:
+        return None
+    if icc[16:20] == b"RGB ":
+        return icc
+    space = icc[16:20].decode("latin-1").strip() or "unknown"
+    tqdm.write(f"fst stylize: {src}: its {space} ICC profile ({profile_name(icc)}) cannot describe the RGB output; "
+               "written without one (read as sRGB)", file=sys.stderr)
+    return None
+
+
+def profile_name(icc: bytes) -> str:
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except Exception:  # a damaged profile: still named as a profile
+        return "unreadable"
+
+
+def kept_lines(src: Path, targets: list[Path], icc: bytes | None, animation: Animation | None) -> list[str]:
+    """What an output in its format cannot keep of the input, one line each: its ICC profile (the
+    colours are then read as sRGB), its frames after the first."""
+    lines = []
+    for dst in targets:
+        fmt = image_format(dst)
+        if icc and not holds_icc(fmt):
+            lines.append(f"its ICC profile ({profile_name(icc)}) is not kept: {fmt} files hold none, so the "
+                         "colours will be read as sRGB (--ext png, jpg, webp or tif keep it)")
+        if animation is not None and fmt not in ANIMATED_FORMATS:
+            lines.append(f"only the first of its {len(animation.frames)} frames is stylized: {fmt} files hold one "
+                         "(--ext gif, webp or png keep them all)")
+    return lines
 
 
 class PartlyWritten(FstError):
@@ -113,16 +185,27 @@ Output = tuple[torch.Tensor | None, Path]  # (style weights, ignored by a one-st
 
 def stylize_file(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Options = Options()) -> int:
     """Read `src` once and write each output (one per style chosen); how many were written."""
-    raw = open_image(src)
-    img, alpha = to_rgb(raw, str(src)), alpha_channel(raw)
+    data = read_file(src, str(src))
+    raw = open_image(data, name=str(src))
+    img, alpha, icc = to_rgb(raw, str(src)), alpha_channel(raw), rgb_profile(raw, src)
+    animation = open_animation(data, str(src))
+    del data
     check_min_side(img.size, opts.max_size)
     for _, dst in outputs:  # before any pass: a format that cannot hold this size costs no time
         check_size(dst, fit_size(img.size, opts.max_size) or img.size)
+    for line in dict.fromkeys(kept_lines(src, [dst for _, dst in outputs], icc, animation)):
+        tqdm.write(f"fst stylize: {src}: {line}", file=sys.stderr)
     for written, (weights, dst) in enumerate(outputs):
         stylizer.style = weights
-        styled = stylize_image(stylizer, img, opts)
+        fmt, frames = image_format(dst), None
+        if animation is not None and fmt in ANIMATED_FORMATS:  # every frame, each with its own alpha
+            styled, *rest = [with_alpha(stylize_image(stylizer, to_rgb(f), opts), alpha_channel(f), fmt)
+                             for f in animation.frames]
+            frames = (rest, animation)
+        else:
+            styled = stylize_image(stylizer, img, opts)
         try:
-            save_image(styled, dst, alpha)
+            save_image(styled, dst, None if frames else alpha, icc, frames)
         except OSError as e:
             raise PartlyWritten(written, f"cannot write {dst}: {e.strerror or e}") from None
         except Exception as e:  # an encoder's own limits (PIL raises ValueError, OverflowError, ...)

@@ -12,8 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from fst.core.errors import FstError, first_line
-from fst.io.clips import VIDEO_SUFFIXES, clip_paths, is_clip
-from fst.io.images import image_paths, not_regular
+from fst.io.clips import VIDEO_SUFFIXES, is_clip
+from fst.io.images import missing_decoder, not_regular, readable_suffixes
 from fst.io.output_dir import writable_dir
 from fst.io.targets import check_outputs
 
@@ -81,14 +81,16 @@ def unique_labels(names: list[str]) -> list[str]:
     return [label if folded.count(label.casefold()) == 1 else f"{label}_{i}" for i, label in enumerate(labels)]
 
 
-def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+def collect_inputs(items: list[str], notes: list[str] | None = None) -> tuple[list[Path], list[str]]:
     """(image files from files, folders and globs, in order, deduplicated; problems, one line each).
+    A folder gives every image Pillow decodes and every clip, as naming the file would; a photo
+    Pillow has no decoder for is a problem; any other file is named in `notes`, one line each.
 
     FIFOs, devices and dangling symlinks are problems, never opened: reading a FIFO waits forever."""
     files: list[Path] = []
     problems: list[str] = []
     for item in items:
-        found, problem = _expand(item)
+        found, problem = _expand(item, problems, notes if notes is not None else [])
         problems += [problem] if problem else []
         for path in found:
             reason = not_regular(path)
@@ -100,12 +102,21 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     return [Path(p) for p in unique], list(dict.fromkeys(problems))
 
 
-def _expand(item: str) -> tuple[list[Path], str | None]:
-    """The paths one input names (itself, a folder's images, a glob's matches), or why there are none."""
+def _expand(item: str, problems: list[str], notes: list[str]) -> tuple[list[Path], str | None]:
+    """The paths one input names (itself, a folder's images and clips, a glob's matches), or why
+    there are none; a folder's files that are neither go to `problems` (a photo format without a
+    decoder here) or `notes`."""
     path = Path(item)
     if path.is_dir():
-        found = [p for p in sorted(image_paths(path, recursive=False) + clip_paths(path)) if not p.name.startswith(".")]
-        return found, None if found else f"{item}: no images in this folder"
+        found, readable, before = [], readable_suffixes(), len(problems)
+        for p in sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir()):
+            if is_clip(p) or p.suffix.lower() in readable:
+                found.append(p)
+            elif missing_decoder(p.name):
+                problems.append(f"{p}: {missing_decoder(p.name)}")
+            else:
+                notes.append(f"{p}: not an image or a clip fst reads ({p.suffix or 'no extension'})")
+        return found, None if found or len(problems) > before else f"{item}: no images in this folder"
     if path.exists() or path.is_symlink():  # a dangling symlink is reported as such, not as missing
         return [path], None
     if glob.has_magic(item):
@@ -129,12 +140,24 @@ def plan_outputs(files: list[Path], out: Path, ext: str | None, others: tuple[Pa
         if file_like and not out.is_dir():
             raise FstError(f"{out}: {len(files)} inputs need --out to be a folder")
         _require_parent(out)
-        targets = [out / (f.stem + (suffix if suffix and is_clip(f) == (suffix in VIDEO_SUFFIXES) else f.suffix))
+        targets = [out / (f.stem + (suffix if suffix and is_clip(f) == (suffix in VIDEO_SUFFIXES) else own_suffix(f)))
                    for f in files]
     _check_targets(files, targets, others)
     _require_parent(out)
     writable_dir(out.parent if as_file else out)  # before the model loads: a read-only --out is one line
     return targets
+
+
+def own_suffix(src: Path) -> str:
+    """The extension of an input's output without --ext: its own, or .png for a photo format fst
+    reads but does not write (PSD, ICO, XPM, ...)."""
+    if is_clip(src):
+        return src.suffix
+    try:
+        image_format(src)
+    except FstError:
+        return ".png"
+    return src.suffix
 
 
 def _check_targets(files: list[Path], targets: list[Path], others: tuple[Path, ...]) -> None:

@@ -169,18 +169,34 @@ class Stylizer:
         x = x.to(DTYPES[self.dtype])  # artefacts cast to their dtype too: the same values either way
         if self._compiled is not None:
             try:
-                return self._compiled(*self._inputs(x)).float()
+                y = self._compiled(*self._inputs(x)).float()
             except Exception as e:  # e.g. no C++ compiler for inductor on CPU: eager still works
                 if is_out_of_memory(e):
                     raise
                 tqdm.write(f"fst stylize: torch.compile failed ({type(e).__name__}: {first_line(e)[:160]}); running eager", file=sys.stderr)
                 self._compiled = None
-        return self._full(*self._inputs(x)).float()
+            else:
+                return self.finite(y)
+        return self.finite(self._full(*self._inputs(x)).float())
 
     def tiled(self, x: torch.Tensor, tile: int, overlap: int, stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
         net = self.eager if self.n_styles == 1 else FixedStyle(self.eager, self._inputs(x[:1])[1][0])
         xt = x.to(DTYPES[self.dtype])
-        return tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float()
+        return self.finite(tiling.stylize_tiled(net, xt, tile, min(overlap, tile // 2 - 1), stats_side).float())
+
+    def finite(self, y: torch.Tensor) -> torch.Tensor:
+        """`y`, a pass's output, unless it holds NaN or infinity: an 8-bit image shows those as black,
+        so a pass that overflowed (fp16's range ends at 65504) is refused, with what to do about it."""
+        bad = int((~torch.isfinite(y)).sum())
+        if not bad:
+            return y
+        if self.dtype == "fp32":
+            why = "the model's weights overflow float32 on this input"
+        elif self.format == "checkpoint":
+            why = f"the network overflows {self.dtype} on this input; rerun with --dtype fp32"
+        else:
+            why = f"the network overflows {self.dtype} on this input; export it with --dtype fp32"
+        raise FstError(f"the stylized result holds {bad} NaN or infinite values of {y.numel()} ({why}); nothing written")
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:

@@ -11,7 +11,7 @@ Memory does not grow with the clip's length: at most (2 QUEUED + 2) BATCH frames
 frames queued for the network, the batch being gathered, the batch in the network, and QUEUED
 stylised batches per output queued for the encoder), plus what libav* keeps itself (the
 decoder's and encoder's reference and look-ahead frames, a few dozen at most for x264, and audio
-packets the muxer holds until the video catches up, at most its 10 s interleave window; audio
+and subtitle packets the muxer holds until the video catches up, at most its 10 s interleave window; audio
 before the first video frame is held until that frame opens the outputs). Each output goes to a temp file beside it and
 is renamed only once the whole clip is written (`fst.io.files.writing`): a stop signal, a full disk
 or a clip that cannot be read on leaves nothing under the output's name.
@@ -129,8 +129,9 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
 
     def encode(job: av.Packet | tuple[list[np.ndarray], list[Frame]]) -> None:
         if isinstance(job, av.Packet):
+            index = job.stream.index
             for w in writers:
-                w.write_packet(job)
+                w.write_packet(job, index)
             return
         styled, frames = job
         for w, out in zip(writers, styled):
@@ -150,6 +151,8 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
                 if not writers:
                     h, w = item[0].shape[:2]
                     writers.extend(ClipWriter(tmp, dst, clip, (w, h)) for tmp, (_, dst) in outputs)
+                    for line in dict.fromkeys(line for w in writers for line in w.dropped):
+                        tqdm.write(f"fst stylize: {clip.path}: {line}", file=sys.stderr)
                     for packet in held:
                         put(packet)
                     held.clear()
@@ -161,6 +164,11 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
             written += _flush(stylizer, batch, put, outputs, opts, bar)
         for w in writers:  # every frame is encoded: flush each encoder, write each trailer
             w.close()
+        if writers[0].retimed:  # every output got the same timestamps
+            retimed = writers[0].retimed
+            tqdm.write(f"fst stylize: {clip.path}: {len(retimed)} frame(s) whose timestamp went back or repeated "
+                       f"(first: frame {retimed[0]}) were written in the order decoded, each 1 tick after the frame "
+                       "before", file=sys.stderr)
         writers.clear()
     finally:
         for w in writers:  # only after a failure: each is closed and cleared on success

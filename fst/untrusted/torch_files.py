@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import sys
 import zipfile
 import zlib
@@ -33,16 +34,87 @@ EXPANSION_SLACK = 1 << 20  # a small archive whose text was deflated: its JSON a
 MAX_PICKLE = 64 << 20
 MAX_METADATA = 1 << 20
 
+# zipfile reads the whole central directory when it opens an archive, one ZipInfo per member (a
+# million members: 28 s and 400 MB before anything is checked). fst's files hold one member per
+# tensor and a few more: a training checkpoint of the default network ~130 (its ~60 weights,
+# Adam's two moments and step for each, each style's statistics, Lightning's and torch's records),
+# an export ~120, an AOTInductor package a few dozen. 10,000 leaves room for a spare copy of every
+# weight and the statistics of a hundred styles and more. A member's directory record is 46 bytes
+# and its name (a torch archive's is <file stem>/data/<n>, a stem at most 255 bytes): 400 bytes on
+# average is generous, so a directory that is larger holds more members than its end record says.
+MAX_MEMBERS = 10_000
+MAX_RECORD = 400
+END = struct.Struct("<4s4H2LH")  # end of central directory: signature, disks, counts, size, offset, comment
+END64 = struct.Struct("<4sQ2H2L4Q")  # its ZIP64 form: signature, size, versions, disks, counts, size, offset
+LOCATOR64 = struct.Struct("<4sLQL")  # where the ZIP64 end record is
+
 Check = Callable[[Any, int], None]  # (the object with meta-device tensors, bytes its storages hold)
 
 
-def open_zip(src: Path | bytes, origin: str, what: str) -> zipfile.ZipFile:
-    """A zip archive whose members declare no more bytes than `EXPANSION` allows and whose every
-    member passed its CRC-32 check: zip bombs and flipped bytes stop here."""
+def zip_directory(src: Path | bytes, origin: str, what: str) -> zipfile.ZipFile:
+    """A zip archive opened (its central directory read) once `bounded_directory` passed, holding
+    exactly the members its end record declares."""
+    declared = bounded_directory(src, origin, what)
     try:
         zf = zipfile.ZipFile(io.BytesIO(src) if isinstance(src, bytes) else src)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise FstError(f"{origin}: not a readable {what} (truncated or corrupt?): {first_line(e)}") from None
+    if declared is not None and len(zf.infolist()) != declared:
+        found = len(zf.infolist())
+        zf.close()
+        raise FstError(f"{origin}: refused: its zip directory holds {found} members, its end record says {declared}")
+    return zf
+
+
+def bounded_directory(src: Path | bytes, origin: str, what: str) -> int | None:
+    """The member count a zip's end record declares, once it is at most `MAX_MEMBERS` in a central
+    directory of at most `MAX_RECORD` bytes a member (None without an end record: zipfile will say
+    what is wrong). Only the file's tail is read: nothing per member."""
+    try:
+        with io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb") as f:
+            declared = declared_members(f)
+    except (OSError, struct.error) as e:
+        raise FstError(f"{origin}: not a readable {what} (truncated or corrupt?): {first_line(e)}") from None
+    if declared is None:
+        return None
+    count, directory = declared
+    if count > MAX_MEMBERS:
+        raise FstError(f"{origin}: refused: its zip directory declares {count} members; a {what} "
+                       f"fst reads holds at most {MAX_MEMBERS}")
+    if directory > max(count, 1) * MAX_RECORD:
+        raise FstError(f"{origin}: refused: its zip directory is {directory} bytes for the {count} members "
+                       "it declares (it holds more than it says)")
+    return count
+
+
+def declared_members(f: IO[bytes]) -> tuple[int, int] | None:
+    """(members, central directory bytes) as a zip's end record (or its ZIP64 record) declares
+    them, reading only the file's tail; None when there is no end record (zipfile says why)."""
+    size = f.seek(0, io.SEEK_END)
+    tail_start = max(0, size - END.size - 0xFFFF)  # the record, then a comment of at most 64 KiB
+    f.seek(tail_start)
+    tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < END.size:
+        return None
+    _, _, _, _, count, directory, _, _ = END.unpack_from(tail, at)
+    locator = tail_start + at - LOCATOR64.size
+    if locator >= 0:
+        f.seek(locator)
+        signature, _, end64, _ = LOCATOR64.unpack(f.read(LOCATOR64.size))
+        if signature == b"PK\x06\x07":
+            f.seek(end64)
+            record = f.read(END64.size)
+            if len(record) == END64.size and record[:4] == b"PK\x06\x06":
+                _, _, _, _, _, _, _, count, directory, _ = END64.unpack(record)
+    return count, directory
+
+
+def open_zip(src: Path | bytes, origin: str, what: str) -> zipfile.ZipFile:
+    """A zip archive of at most `MAX_MEMBERS` members (`zip_directory`) whose members declare no more
+    bytes than `EXPANSION` allows and whose every member passed its CRC-32 check: zip bombs and
+    flipped bytes stop here."""
+    zf = zip_directory(src, origin, what)
     size = len(src) if isinstance(src, bytes) else src.stat().st_size
     declared = sum(info.file_size for info in zf.infolist())
     if declared > EXPANSION * size + EXPANSION_SLACK:
