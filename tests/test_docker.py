@@ -66,3 +66,33 @@ def test_dockerignore_keeps_runs_caches_and_venv_out_of_the_context():
         assert ignored(path), path
     for path in ["fst/cli.py", "fst/assets/photos/alpaca.jpg", "configs/quickstart.yaml", "pyproject.toml"]:
         assert not ignored(path), path
+
+
+def test_weights_are_fetched_as_the_runtime_user_into_a_cache_it_owns():
+    # The weights are written 0600 by whoever fetches them: fetched as root, the container's user could
+    # not read them (and `fst shards --sample` could not write beside them). `make docker-check` found it.
+    runtime_user = instr("USER")[-1]
+    steps = [line.split(None, 1) for line in INSTRUCTIONS]
+    fetch = next(i for i, (k, rest) in enumerate(steps) if k.upper() == "RUN" and "fst weights fetch" in rest)
+    users_before = [rest.strip() for k, rest in steps[:fetch] if k.upper() == "USER"]
+    assert users_before and users_before[-1] == runtime_user, "weights fetched as another user than the container's"
+    made_before = " ".join(rest for k, rest in steps[:fetch] if k.upper() == "RUN")
+    assert re.search(r'chown \S+ (\S+ )*"?\$FST_CACHE"?', made_before), "the cache is not given to the runtime user"
+    assert re.search(r'chmod -R a\+rX "?\$FST_CACHE"?', steps[fetch][1]), "the weights stay unreadable to other uids"
+
+
+def test_the_weight_step_can_skip_torchvision_on_a_build_that_reaches_only_an_index():
+    steps = [line.split(None, 1) for line in INSTRUCTIONS]
+    fetch = next(i for i, (k, rest) in enumerate(steps) if k.upper() == "RUN" and "fst weights fetch" in rest)
+    assert any(k.upper() == "ARG" and rest.split("=")[0].strip() == "FST_OFFLINE" for k, rest in steps[:fetch])
+
+
+def test_docker_check_builds_this_dockerfile_with_only_its_base_swapped_and_is_not_in_make_test():
+    script = (ROOT / "scripts" / "docker_check.sh").read_text()
+    assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
+    assert re.search(r"podman build [^\n]*--from \"\$BASE\"", script) and " -f " not in script.split("# --- 2.")[1]
+    assert "--build-arg FST_OFFLINE=1" in script
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^docker-check:\n\tscripts/docker_check\.sh$", makefile, re.M)
+    test_prereqs = re.search(r"^test:(.*)$", makefile, re.M).group(1)
+    assert "docker-check" not in test_prereqs
