@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("fst.training.fit:validate", "run validation on a trained checkpoint (LightningCLI)"),
     "export": ("fst.artefacts.export:main", "export a trained transformer for single-pass inference"),
     "stylize": ("fst.stylize.command:main", "stylize images with a checkpoint or an exported model"),
+    "sheet": ("fst.stylize.sheet:main", "a contact sheet: photos down, paintings across (a universal network)"),
     "compare": ("fst.study.command:main", "train and evaluate one model per style loss (the loss study)"),
     "flicker": ("fst.study.flicker_command:main", "measure how much stylized clips flicker against their input"),
 }

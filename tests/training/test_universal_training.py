@@ -148,3 +148,27 @@ def test_a_crafted_universal_checkpoint_is_refused_before_its_weights_are_read(u
     torch.save(ckpt, bad)
     with pytest.raises(FstError, match="universal network config"):
         load_universal(bad)
+
+
+def test_a_contact_sheet_shows_paintings_across_and_photos_down(universal_ckpt, tmp_path):
+    out = tmp_path / "sheet.png"
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a photo")
+    done = fst("sheet", PHOTO, bad, "--model", universal_ckpt, "--style-image", STYLES / "udnie.jpg",
+               STYLES / "great_wave.jpg", "--cell", "64", "--max-size", "64", "--style-size", "64", "--out", out)
+    assert done.returncode == 1, done.stderr  # the broken photo is that photo's problem, said in one line
+    assert sum("broken.jpg" in line for line in done.stderr.splitlines()) == 1
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    gap, cell = 8, 64
+    assert img.shape == (2 * cell + 3 * gap, 3 * cell + 4 * gap, 3)  # a row of paintings, a row of one photo
+
+    def at(row: int, col: int) -> np.ndarray:
+        y, x = gap + row * (cell + gap), gap + col * (cell + gap)
+        return img[y:y + cell, x:x + cell]
+
+    assert (at(0, 0) == 255).all(), "the corner above the photos is empty"
+    for col in (1, 2):  # the paintings themselves, then the photo stylized with each
+        assert at(0, col).std() > 10 and at(1, col).std() > 10
+    assert np.abs(at(1, 1) - at(1, 2)).mean() > 1
+    done = fst("sheet", PHOTO, "--model", universal_ckpt, "--style-image", STYLES / "udnie.jpg", "--out", PHOTO)
+    assert done.returncode == 2 and "input" in done.stderr
