@@ -92,3 +92,10 @@ def universal_from_checkpoint(ckpt: str | Path | dict[str, Any]) -> tuple[Univer
     net = UniversalNet(**universal_config(meta["universal"], "checkpoint"))
     net.load_state_dict({k[len(PREFIX):]: v.float() for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)})
     return net.eval(), meta
+
+
+def payload(net: UniversalNet, **meta: Any) -> dict[str, Any]:
+    """The smallest dict `universal_from_checkpoint` accepts: the weights and fst's metadata, no
+    optimizer state (what a shipped network holds)."""
+    state = {PREFIX + k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    return {"state_dict": state, "global_step": meta.get("global_step", 0), "fst": universal_metadata(net, **meta)}

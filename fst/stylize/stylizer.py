@@ -19,6 +19,7 @@ from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
 from fst.artefacts.universal_checkpoint import universal_from_checkpoint
+from fst.assets import resolve_model_path
 from fst.models.transformer import MIN_SIDE, FixedStyle
 from fst.models.universal import BoundStyles
 from fst.stylize import memory
@@ -68,7 +69,7 @@ class Stylizer:
     def __init__(self, model: str | Path, device: str = "auto", dtype: str = "auto", compile: bool = False,
                  trust_compiled: bool = False, style_images: list[Path] | None = None, transform: str | None = None,
                  style_size: int = DEFAULT_STYLE_SIZE):
-        self.source = Path(model)
+        self.source = resolve_model_path(model)
         self.device = resolve_device(device)
         if not self.source.is_file():
             raise FstError(f"{self.source}: model not found")
