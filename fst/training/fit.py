@@ -159,7 +159,6 @@ def config_files(argv: list[str]) -> list[Path]:
     return [Path(p) for p in found + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]]
 
 
-
 def bound_jsonargparse_yaml() -> None:
     """Every YAML jsonargparse parses goes through `check_yaml` first, so aliases are refused before
     they expand: each file it reads (a config, a nested config, a sub-config a value names) read
