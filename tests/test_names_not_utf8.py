@@ -64,7 +64,7 @@ def test_shards_keep_a_photo_whose_name_is_not_utf8_and_record_its_name(tmp_path
     UTF-8) and no shard at all."""
     src = photos(tmp_path / f"in_{CAFE}")
     out = tmp_path / "shards"
-    argv = ["shards", str(src), "--out", str(out), "--quiet"]
+    argv = ["shards", str(src), "--out", str(out), "--quiet", "--workers", "1"]
     assert cli(argv) == 0
     assert "2 samples in 1 shards" in capsys.readouterr().out
     with tarfile.open(out / "shard-000000.tar") as tar:
