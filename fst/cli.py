@@ -36,6 +36,9 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 holds lone surrogates,
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):  # print them escaped
+            stream.reconfigure(errors="backslashreplace")  # as Python escapes them on stderr
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2

@@ -11,7 +11,6 @@ that each runtime gives what that network gives.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
+from fst.models.weights import weights_digest
 from fst.untrusted.onnx_files import metadata_props, read_onnx
 from fst.untrusted.plain_data import parse_json
 from fst.untrusted.torch_export import read_pt2
@@ -112,17 +112,6 @@ def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, A
         raise FstError(f"{path}: damaged: its weights do not match the digest recorded at export (flipped bytes?)")
     check_finite(state, str(path))
     return state, meta
-
-
-def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over every weight's name, dtype, shape and values (in logical order, whatever the
-    memory format): recorded at export, checked on every read, in every format."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def optional(module: str) -> Any:

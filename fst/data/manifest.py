@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fst.core.errors import FstError
-from fst.data.shard_writer import json_bytes, shard_name
+from fst.data.shard_writer import json_bytes, json_text, shard_name
 from fst.data.sources import Source
 from fst.io.files import sha256_file, temp_name_pattern, write_atomic
 
@@ -163,7 +163,7 @@ def _count(value: Any) -> bool:
 def save_manifest(out: Path, state: dict) -> None:
     state["samples"] = sum(s["count"] for s in state["shards"])
     state["skipped"].sort(key=lambda s: s["index"])
-    write_atomic(out / MANIFEST, json.dumps(state, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out / MANIFEST, json_text(state, indent=1) + "\n")
 
 
 def remove_stale(out: Path, prefix: str, state: dict, recorded: dict[str, str]) -> None:

@@ -92,4 +92,13 @@ def write_shard(path: Path, samples: list[tuple[str, Prepared]]) -> str:
 
 
 def json_bytes(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    """`obj` as JSON in UTF-8. A file name that is not UTF-8 (its bytes held as lone surrogates,
+    os.fsdecode) is written as JSON's \\udcXX escapes, which read back as the same name."""
+    return json_text(obj, sort_keys=True).encode("utf-8")
+
+
+def json_text(obj: object, **kwargs) -> str:
+    """`json.dumps` that keeps non-ASCII text as it is, but escapes the lone surrogates that stand
+    for the bytes of a file name that is not UTF-8 (they have no UTF-8 form)."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fst.core.errors import FstError, first_line
 from fst.io.images import image_paths
+from fst.untrusted.plain_data import MAX_DIGITS, describe
 
 COCO_SPLIT = re.compile(r"^(train|val|test)(\d{4})$")
 MAX_CAPTIONS_BYTES = 1 << 30  # COCO 2017's train captions are 91 MB
@@ -70,13 +71,26 @@ def _coco_captions(path: Path) -> tuple[dict[str, int], dict[int, tuple[str, ...
         if path.stat().st_size > MAX_CAPTIONS_BYTES:
             raise ValueError(f"over {MAX_CAPTIONS_BYTES >> 20} MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
-        ids = {im["file_name"]: int(im["id"]) for im in data["images"]}
+        ids = {im["file_name"]: _id(im["id"], "image id") for im in data["images"]}
         by_id: dict[int, list[tuple[int, str]]] = {}
         for ann in data.get("annotations", []):
-            by_id.setdefault(int(ann["image_id"]), []).append((int(ann.get("id", 0)), ann["caption"].strip()))
+            by_id.setdefault(_id(ann["image_id"], "image_id"), []).append(
+                (_id(ann.get("id", 0), "annotation id"), ann["caption"].strip()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise FstError(f"{path}: not a COCO captions file ({type(e).__name__}: {first_line(e)[:200]})") from None
     return ids, {k: tuple(c for _, c in sorted(v)) for k, v in by_id.items()}
+
+
+def _id(value: object, what: str) -> int:
+    """A COCO id: an integer from 0 to 2^63-1 (or its decimal text). JSON's 1e999 reads as inf,
+    which int() refuses with an OverflowError; 1e300 would be a 997-bit id."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 2.0**63:
+        value = int(value)
+    if type(value) is not int or not 0 <= value < 1 << 63:
+        raise ValueError(f"{what} {describe(value)} is not an integer from 0 to 2^63-1")
+    return value
 
 
 def _id_from_name(name: str) -> int | None:

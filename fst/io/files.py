@@ -19,9 +19,13 @@ TEMP_EXTRA = len(".12345678.tmp") + 1  # what `temp_name` adds to a name
 
 
 def temp_stem(out: Path) -> str:
-    """`out`'s stem, cut (at a character) so that its temp name still fits in NAME_MAX bytes."""
-    room = NAME_MAX - TEMP_EXTRA - len(out.suffix.encode())
-    return out.stem.encode()[:room].decode(errors="ignore")
+    """`out`'s stem, cut (at a character) so that its temp name still fits in NAME_MAX bytes. Names
+    are bytes to the OS: one that is not UTF-8 keeps its bytes (os.fsencode, not str.encode)."""
+    stem = os.fsencode(out.stem)
+    cut = len(stem[:NAME_MAX - TEMP_EXTRA - len(os.fsencode(out.suffix))])
+    while 0 < cut < len(stem) and stem[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+        cut -= 1
+    return os.fsdecode(stem[:cut])
 
 
 def temp_name(out: Path) -> str:

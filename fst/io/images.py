@@ -129,6 +129,7 @@ def open_image(source: str | Path | bytes, *, name: str | None = None, draft: in
         raise ImageError(name, "empty file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+        img = None
         try:
             img = Image.open(io.BytesIO(data))
             _check_size(img, name)
@@ -141,6 +142,9 @@ def open_image(source: str | Path | bytes, *, name: str | None = None, draft: in
             raise ImageError(name, f"too large (over {MAX_PIXELS // 1_000_000} MP)") from None
         except UnidentifiedImageError:
             raise ImageError(name, missing_decoder(name) or "not an image") from None
+        except MemoryError:  # the pixels, not the file, are the problem
+            size = f"{img.width}x{img.height} " if img is not None else ""
+            raise ImageError(name, f"{size}does not fit in the memory free to decode it") from None
         except Exception as e:  # a crafted header trips PIL's plugins in their own ways (TypeError, NotImplementedError)
             raise ImageError(name, _decode_reason(e)) from None
     return _oriented(img)

@@ -15,6 +15,7 @@ RGB in [0,1] with ImageNet mean/std; caffe: BGR, 0-255, mean subtraction), so th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import pickle
@@ -30,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError, first_line
-from fst.io.files import atomic_path, cache_dir, sha256_file
+from fst.io.files import atomic_path, cache_dir
 from fst.io.output_dir import writable_dir
 from fst.io.registry import RegistryFile, fetch_member
 from fst.io.targets import check_outputs
@@ -138,6 +139,18 @@ def load_path(path: str | Path, arch: str) -> Weights:
     if convention not in CONVENTIONS:
         raise FstError(f"{path}: unknown input convention {convention!r} in metadata")
     return Weights(arch, validate(sd, arch, str(path)), meta.get("source", "file"), convention, path)
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over every weight's name, dtype, shape and values (in logical order, whatever the
+    memory format). What `fst weights info` reports and every exported model records: a file's own
+    sha256 is not the weights' (safetensors writes its metadata keys in a new order each run)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_atomic(state_dict: dict[str, torch.Tensor], dest: Path, meta: dict[str, str]) -> Path:
@@ -261,7 +274,7 @@ def info_line(arch: str) -> str:
     if not path.is_file():
         return f"{arch}: not cached (expected at {path}; run `fst weights fetch --arch {arch}`)"
     w = load_path(path, arch)
-    return f"{arch}: source={w.source} convention={w.convention} path={path} sha256={sha256_file(path)}"
+    return f"{arch}: source={w.source} convention={w.convention} path={path} weights_sha256={weights_digest(w.state_dict)}"
 
 
 def main(argv: list[str]) -> int:
@@ -277,7 +290,7 @@ def main(argv: list[str]) -> int:
     cut.add_argument("--arch", default="vgg16")
     cut.add_argument("--up-to", required=True, help="deepest layer kept, e.g. relu4_3")
     cut.add_argument("--out", type=Path, required=True, help="output .safetensors file")
-    info = sub.add_parser("info", help="show source, path and sha256 of the cached weights")
+    info = sub.add_parser("info", help="show source, path and weights_sha256 (of the tensors) of the cached weights")
     info.add_argument("--arch", default=None, help="one arch (default: all)")
     args = parser.parse_args(argv)
     if args.cmd == "info":
@@ -296,7 +309,7 @@ def main(argv: list[str]) -> int:
         w = resolve(arch)
         sd = {k: v for k, v in w.state_dict.items() if int(k.split(".")[0]) in keep}
         save_atomic(sd, args.out, {"arch": arch, "source": w.source, "convention": w.convention})
-        print(f"{args.out}: {arch} up to {args.up_to}, {len(sd) // 2} convs, sha256={sha256_file(args.out)}")
+        print(f"{args.out}: {arch} up to {args.up_to}, {len(sd) // 2} convs, weights_sha256={weights_digest(sd)}")
         return 0
     check_outputs([cached_path(arch)], [args.from_archive])
     if args.force or args.from_archive or not cached_path(arch).is_file():

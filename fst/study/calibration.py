@@ -4,7 +4,6 @@ training), or from finished studies by matching content distances."""
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import math
 from pathlib import Path
@@ -18,7 +17,7 @@ from fst.core.errors import FstError
 from fst.data.photos import square_photos
 from fst.losses.criterion import flat
 from fst.models.vgg import DEFAULT_LAYERS, VGGFeatures
-from fst.study.report import machine, publish_table
+from fst.study.report import machine, publish_table, read_metrics
 from fst.study.runs import Budget
 from fst.training.module import load_style
 
@@ -130,7 +129,7 @@ def run_content_calibration(args: argparse.Namespace, reference: str) -> int:
         table = folder / "metrics.csv"
         if not table.is_file():
             raise FstError(f"{table}: no study results (run `fst compare --out {folder}` first)")
-        rows += list(csv.DictReader(table.read_text().splitlines()))
+        rows += read_metrics(table, ("weight", "style_weight", "content"))
     if not any(r["loss"] == reference for r in rows):
         raise FstError(f"reference loss {reference!r} is not in the studies")
     out = content_matched(rows, reference)

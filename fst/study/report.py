@@ -8,6 +8,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import platform
 from dataclasses import asdict
@@ -17,9 +18,11 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw, ImageOps
 
+from fst.core.errors import FstError, first_line
 from fst.io.files import write_atomic
 from fst.metrics.features import OTHER_ARCH
 from fst.study.runs import Budget
+from fst.untrusted.plain_data import describe
 
 COLUMNS = ["style", "loss", "family", "weight", "style_weight", "temporal_weight",
            "style_gram", "style_mean_std", "style_sliced_wasserstein",
@@ -28,6 +31,7 @@ COLUMNS = ["style", "loss", "family", "weight", "style_weight", "temporal_weight
            "train_ms_per_step", "loss_ms_per_step", "peak_mem_mb"]
 PAD, LABEL = 4, 26  # grid spacing and the height of a two-line column label, px
 GRID_ROWS = 8  # photos shown in a grid (all of them are scored)
+MAX_METRICS_BYTES = 64 << 20  # a study writes a row per run: ~300 bytes each
 
 
 def columns_of(rows: list[dict]) -> list[str]:
@@ -80,6 +84,33 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
     w.writeheader()
     w.writerows([{k: fmt(r.get(k)) for k in columns} for r in rows])
     return buf.getvalue()
+
+
+def read_metrics(table: Path, numbers: tuple[str, ...]) -> list[dict]:
+    """The rows of a study's metrics.csv, as `csv_text` wrote them: read bounded, UTF-8, with the
+    columns naming a run and the `numbers` columns, those of each run's row (not the untrained
+    photo's) numbers > 0. Anything else is one FstError naming the file and what is wrong."""
+    try:
+        with open(table, "rb") as f:
+            raw = f.read(MAX_METRICS_BYTES + 1)
+        if len(raw) > MAX_METRICS_BYTES:
+            raise ValueError(f"over {MAX_METRICS_BYTES >> 20} MiB")
+        reader = csv.DictReader(raw.decode("utf-8").splitlines())
+        missing = [c for c in ("style", "loss", "family", *numbers) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        rows = list(reader)
+    except (OSError, ValueError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        raise FstError(f"{table}: not a metrics.csv that fst compare wrote ({first_line(e)[:200]})") from None
+    for line, row in enumerate(rows, 2):
+        for column in numbers if row["family"] else ():
+            try:
+                ok = float(row[column]) > 0 and math.isfinite(float(row[column]))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise FstError(f"{table}: line {line}: {column} is {describe(row[column])}, not a number > 0")
+    return rows
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from fst import losses
 from fst.core.errors import FstError
-from fst.io.configs import read_config_text
+from fst.io.configs import load_yaml, read_config_text
 from fst.io.files import write_atomic
 from fst.training.module import StyleTransferModule
 
@@ -71,11 +71,8 @@ def load_recipe(path: Path) -> dict:
     shares (`SHARED_MODEL_KEYS`); what it leaves out (lr, weights) comes from the budget too."""
     if not path.is_file():
         raise FstError(f"{path}: recipe config not found")
-    text = read_config_text(path)
-    try:
-        model = (yaml.safe_load(text) or {}).get("model")
-    except (yaml.YAMLError, AttributeError, RecursionError) as e:
-        raise FstError(f"{path}: not a YAML config with a model: section ({type(e).__name__})") from None
+    config = load_yaml(read_config_text(path), path)
+    model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict) or "style_loss" not in model:
         raise FstError(f"{path}: no model: section with a style_loss")
     known = set(inspect.signature(StyleTransferModule).parameters)

@@ -24,7 +24,8 @@ from fst.io.images import ANIMATED_FORMATS, Animation, alpha_channel, open_anima
 from fst.models import tiling
 from fst.models.transformer import MIN_SIDE
 from fst.stylize.outputs import check_size, image_format
-from fst.stylize.stylizer import MIN_TILE, Stylizer
+from fst.stylize import memory
+from fst.stylize.stylizer import MIN_TILE, Stylizer, gigabytes, is_out_of_memory
 
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA"}
 SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
@@ -183,13 +184,36 @@ class PartlyWritten(FstError):
 Output = tuple[torch.Tensor | None, Path]  # (style weights, ignored by a one-style model; where to)
 
 
+def does_not_fit(size: tuple[int, int]) -> FstError:
+    """fst's line for an image whose pixels the allocator refused (a `MemoryError`, or torch's
+    "can't allocate memory" RuntimeError), said as the planner says it before a pass."""
+    free = memory.free_bytes()
+    room = f"the {gigabytes(free)} of memory free" if free is not None else "the memory free"
+    return FstError(f"{size[0]}x{size[1]} does not fit in {room} (use --max-size)")
+
+
 def stylize_file(stylizer: Stylizer, src: Path, outputs: list[Output], opts: Options = Options()) -> int:
-    """Read `src` once and write each output (one per style chosen); how many were written."""
+    """Read `src` once and write each output (one per style chosen); how many were written. An
+    out-of-memory while converting or stylising it is `does_not_fit`, not the allocator's words."""
     data = read_file(src, str(src))
     raw = open_image(data, name=str(src))
+    size = fit_size(raw.size, opts.max_size) or raw.size
+    try:
+        return _stylize_file(stylizer, raw, data, src, outputs, opts)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+    # Outside the handler, whose traceback still holds the failed tensors: the next file gets the
+    # memory this one held back (malloc's freed heap too).
+    del raw, data
+    memory.release_free()
+    raise does_not_fit(size)
+
+
+def _stylize_file(stylizer: Stylizer, raw: Image.Image, data: bytes, src: Path, outputs: list[Output],
+                  opts: Options) -> int:
     img, alpha, icc = to_rgb(raw, str(src)), alpha_channel(raw), rgb_profile(raw, src)
     animation = open_animation(data, str(src))
-    del data
     check_min_side(img.size, opts.max_size)
     for _, dst in outputs:  # before any pass: a format that cannot hold this size costs no time
         check_size(dst, fit_size(img.size, opts.max_size) or img.size)

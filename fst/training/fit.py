@@ -16,8 +16,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import jsonargparse
 import yaml
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, get_loader, set_loader
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -28,9 +29,10 @@ from fst.core import precision as fst_precision
 from fst.core import signals
 from fst.core.errors import FstError
 from fst.data.datamodule import ShardDataModule
-from fst.io.configs import read_config_text
+from fst.io.configs import check_yaml, load_yaml, read_config_text
 from fst.training import console, run_folder, run_lock
 from fst.training.module import StyleTransferModule
+from fst.training.step_memory import check_fits
 from fst.training.universal_module import UniversalModule
 from fst.training.trainer import Trainer, resolve_precision
 
@@ -117,12 +119,16 @@ class FstCLI(LightningCLI):
         self._claim_log_versions()
 
     def _check_image_sides(self, train: bool) -> None:
-        # The data knows the image sides, the model the smallest its VGG layers take: only here are
-        # both known, and still before any log or checkpoint folder exists.
+        # The data knows the image sides, the model the smallest its VGG layers take, the trainer the
+        # device: only here are all known, and still before any log or checkpoint folder exists.
+        data, device = self.datamodule, self.trainer.strategy.root_device
         if train:
-            self.model.check_image_side("crop_size", self.datamodule.crop_size)
-        if self.datamodule.val_photos is not None:
-            self.model.check_image_side("val_size", self.datamodule.val_size)
+            self.model.check_image_side("crop_size", data.crop_size)
+            check_fits("batch_size and crop_size", data.batch_size, data.crop_size, data.crop_size, device)
+        if data.val_photos is not None:
+            self.model.check_image_side("val_size", data.val_size)
+            check_fits("batch_size and val_size", min(data.batch_size, data.val_count), data.val_size, data.val_size,
+                       device)
 
 
 def fit(argv: list[str]) -> int:
@@ -141,7 +147,11 @@ def main(argv: list[str]) -> int:
         torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts on Ampere and newer
     # Lightning's DDP launcher re-runs sys.argv in each worker; only pass args when called from Python.
     args = None if argv == sys.argv[1:] else argv
-    texts = [read_config_text(config) for config in config_files(argv)]  # small UTF-8 text, else one line naming it
+    bound_jsonargparse_yaml()
+    texts = []
+    for config in config_files(argv):  # small UTF-8 text of few values, else one line naming it
+        texts.append(read_config_text(config))
+        check_yaml(texts[-1], config)
     try:
         with contextlib.ExitStack() as locks, console.known_noise():
             FstCLI(module_class(argv, texts), ShardDataModule, trainer_class=Trainer, args=args, save_config_kwargs={"overwrite": True},
@@ -160,9 +170,9 @@ def module_class(argv: list[str], config_texts: list[str]) -> type[pl.LightningM
     (fst/training/universal_module.py); every other is a per-painting one."""
     if any(a == "--model.transform" or a.startswith("--model.transform=") for a in argv):
         return UniversalModule
-    for text in config_texts:
-        with contextlib.suppress(yaml.YAMLError):
-            config = yaml.safe_load(text)
+    for text in config_texts:  # checked by check_yaml already: bounded
+        with contextlib.suppress(FstError):
+            config = load_yaml(text, "config")
             if isinstance(config, dict) and isinstance(config.get("model"), dict) and "transform" in config["model"]:
                 return UniversalModule
     return StyleTransferModule
@@ -172,3 +182,31 @@ def config_files(argv: list[str]) -> list[Path]:
     """The files `--config` names in `argv` (``--config X`` and ``--config=X``)."""
     found = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
     return [Path(p) for p in found + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]]
+
+
+def bound_jsonargparse_yaml() -> None:
+    """Every YAML jsonargparse parses goes through `check_yaml` first, so aliases are refused before
+    they expand: each file it reads (a config, a nested config, a sub-config a value names) read
+    bounded as UTF-8 text and checked by name, and each string it loads (a --key value, a config
+    given as text) checked by the loader it parses with. Installed once per process."""
+    load = get_loader("yaml")
+    if getattr(load, "bounded", False):
+        return
+
+    def bounded_load(stream: str, path: str = "") -> Any:
+        check_yaml(stream, path or f"the YAML value {stream[:40]!r}")
+        return load(stream)
+
+    bounded_load.bounded = True  # type: ignore[attr-defined]
+    set_loader("yaml", bounded_load, exceptions=(yaml.YAMLError,))
+    read_text = jsonargparse.Path.read_text
+
+    def bounded_read_text(self: jsonargparse.Path) -> str:
+        if any(getattr(self, kind, False) for kind in ("_std_io", "_is_url", "_is_fsspec")):
+            return read_text(self)  # stdin, URLs and fsspec, which fst never enables: as jsonargparse reads them
+        text = read_config_text(Path(self.absolute))
+        with contextlib.suppress(yaml.YAMLError):  # its syntax is the loader's to report
+            check_yaml(text, self.absolute)
+        return text
+
+    jsonargparse.Path.read_text = bounded_read_text  # type: ignore[method-assign]

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid
 
 from fst import losses
@@ -20,22 +19,13 @@ from fst.artefacts import checkpoint as fst_checkpoint
 from fst.assets import resolve_style_path
 from fst.core.domain import at_least, positive
 from fst.core.errors import FstError
-from fst.io.images import open_rgb
 from fst.losses import temporal
 from fst.losses.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.models.vgg import DEFAULT_LAYERS
 from fst.models.vgg_arch import check_arch, min_input_side
 from fst.training import console
-
-
-def load_style(path: Path, size: int) -> torch.Tensor:
-    """The style image as (1, 3, H, W) in [0, 1], its long side resized to `size` (0 keeps it)."""
-    img = open_rgb(path)
-    if size:
-        scale = size / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample=3)
-    return TF.to_tensor(img)[None]
+from fst.training.style_image import load_style
 
 
 def min_image_side(arch: str, style_layers: list[str] | None, content_layer: str | None) -> int:
@@ -226,13 +216,15 @@ class StyleTransferModule(pl.LightningModule):
         todo = self.style_paths[len(self.criterion.targets) - self.n_frozen_styles:]
         if len(self.criterion.targets) < self.n_styles and all(p.is_file() for p in todo):
             for path in todo:
-                self.criterion.add_style(load_style(path, self.hparams.style_size))
+                self.criterion.add_style(load_style(path, self.hparams.style_size, self.min_side))
 
     def check_style_files(self) -> None:
-        """Every painting to train on is a readable file (before a run creates any folder)."""
+        """Every painting to train on is a readable image of a size the loss takes (before a run
+        creates any folder)."""
         for path in self.style_paths[len(self.criterion.targets) - self.n_frozen_styles:]:
             if not path.is_file():
                 raise FstError(f"{path}: style image not found")
+            load_style(path, self.hparams.style_size, self.min_side)
 
     def _require_style(self) -> None:
         if len(self.criterion.targets) < self.n_styles:

@@ -13,6 +13,7 @@ import torch
 
 from fst.core.errors import FstError, first_line
 from fst.untrusted.pickles import KEY, strided_tensor, tensor_from_bytes
+from fst.untrusted.plain_data import describe
 from fst.untrusted.torch_files import MAX_PICKLE, member, open_zip, read_member, read_torch
 from fst.untrusted.torchscript import SCRIPT_OPS
 
@@ -20,6 +21,11 @@ GRAPH_OPERATORS = frozenset({"add", "sub", "mul", "floordiv", "truediv", "mod", 
                              "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_"})
 # torch._export.serde.schema.ScalarType, the dtype codes of a .pt2 weights layout (the float ones).
 PT2_DTYPES = {6: torch.float16, 7: torch.float32, 13: torch.bfloat16}
+# The rest of that enum, to say what a refused weight is.
+PT2_OTHER_DTYPES = {0: "of an unknown dtype", 1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 8: "float64",
+                    9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 28: "uint16", 29: "float8_e4m3fn",
+                    30: "float8_e5m2", 31: "float8_e4m3fnuz", 32: "float8_e5m2fnuz", 33: "float8_e8m0fnu",
+                    34: "uint32", 35: "uint64"}
 
 
 def read_pt2(path: Path, extra: str) -> tuple[dict[str, torch.Tensor], bytes | None]:
@@ -104,7 +110,7 @@ def _payload(zf: zipfile.ZipFile, folder: str, config_name: str, origin: str) ->
                     raise ValueError(f"{fqn} is not a tensor")
                 continue
             meta = entry["tensor_meta"]
-            dtype = PT2_DTYPES[meta["dtype"]]
+            dtype = _dtype(meta["dtype"], fqn, origin)
             sizes = [s["as_int"] for s in meta["sizes"]]
             strides = [s["as_int"] for s in meta["strides"]]
             itemsize = torch.empty(0, dtype=dtype).element_size()
@@ -115,6 +121,14 @@ def _payload(zf: zipfile.ZipFile, folder: str, config_name: str, origin: str) ->
     except Exception as e:  # noqa: BLE001 - a damaged layout raises anything at all
         raise FstError(f"{origin}: not a readable torch.export model ({config_name}): {first_line(e)}") from None
     return out
+
+
+def _dtype(code: Any, fqn: str, origin: str) -> torch.dtype:
+    if type(code) is int and code in PT2_DTYPES:
+        return PT2_DTYPES[code]
+    what = PT2_OTHER_DTYPES.get(code, "of an unknown dtype") if type(code) is int else "of an unknown dtype"
+    raise FstError(f"{origin}: refused: weight {describe(fqn)} is {what} (torch.export dtype code {describe(code)}); "
+                   "fst's models hold float32, float16 or bfloat16 weights")
 
 
 def _tensor_dict(obj: Any, origin: str) -> dict[str, torch.Tensor]:

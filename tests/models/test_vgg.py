@@ -153,7 +153,7 @@ def test_nothing_works_gives_one_error_listing_what_was_tried(tmp_path, monkeypa
 def test_cli_info_shows_sha256_and_bad_arch_is_one_line(capsys):
     assert cli(["weights", "info", "--arch", "vgg16"]) == 0
     out = capsys.readouterr().out
-    assert f"sha256={W.sha256_file(W.cached_path('vgg16'))}" in out
+    assert f"weights_sha256={W.weights_digest(W.load_path(W.cached_path('vgg16'), 'vgg16').state_dict)}" in out
     assert cli(["weights", "fetch", "--arch", "vgg11"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "fst weights: error: unknown VGG arch 'vgg11' (choose from vgg16, vgg19)"
