@@ -30,7 +30,7 @@ from fst.models import style_transforms
 from fst.models.universal import UniversalNet, min_side
 from fst.models.weights import resolve
 from fst.training import console
-from fst.training.module import load_style
+from fst.training.style_image import load_style
 
 DEFAULT_PREVIEW_STYLES = ["sample:the_scream", "sample:composition_vii"]
 
@@ -102,6 +102,7 @@ class UniversalModule(pl.LightningModule):
         for path in self.preview_paths:
             if not path.is_file():
                 raise FstError(f"{path}: preview style image not found")
+            load_style(path, self.hparams.preview_style_size, self.min_side)
 
     # --- setup ---------------------------------------------------------------------------------
 
