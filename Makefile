@@ -36,13 +36,18 @@ test: setup weights
 
 # The main job on the embedded default. Training resumes from runs/quickstart (a finished run is not redone).
 DEMO_PHOTOS := alpaca brandenburg_gate butterfly camels canyon_de_chelly bison
+DEMO_PAINTINGS := the_scream composition_vii great_wave hiroshige_inokashira_snow
 demo: setup weights
 	$(BIN)/fst shards --sample
 	$(BIN)/fst fit --config configs/quickstart.yaml --ckpt_path last
 	$(BIN)/fst export runs/quickstart/checkpoints/last.ckpt --out runs/quickstart/model.pt
 	$(BIN)/fst stylize $(DEMO_PHOTOS:%=fst/assets/photos/%.jpg) --model runs/quickstart/model.pt --out runs/quickstart/stylized
+	@mkdir -p runs/universal_demo
+	$(BIN)/fst sheet $(DEMO_PHOTOS:%=fst/assets/photos/%.jpg) --model sample:universal --quiet \
+		--style-image $(DEMO_PAINTINGS:%=fst/assets/styles/%.jpg) --out runs/universal_demo/sheet.jpg
 	@echo
 	@echo "Done. Stylized photos:   runs/quickstart/stylized/"
+	@echo "      Any painting, no training (the shipped universal network): runs/universal_demo/sheet.jpg"
 	@echo "      Exported model:    runs/quickstart/model.pt   (torch.jit.load; no fst needed)"
 	@echo "      Checkpoints:       runs/quickstart/checkpoints/"
 	@echo "      TensorBoard logs:  runs/quickstart/tensorboard/   view: $(BIN)/tensorboard --logdir runs/quickstart/tensorboard"

@@ -172,3 +172,40 @@ def test_a_contact_sheet_shows_paintings_across_and_photos_down(universal_ckpt, 
     assert np.abs(at(1, 1) - at(1, 2)).mean() > 1
     done = fst("sheet", PHOTO, "--model", universal_ckpt, "--style-image", STYLES / "udnie.jpg", "--out", PHOTO)
     assert done.returncode == 2 and "input" in done.stderr
+
+
+def test_the_shipped_universal_network_carries_a_painting(photo):
+    # The network make demo uses: read as data, and a photo given two paintings comes out as two pictures
+    # that each moved towards their painting's colours.
+    s = Stylizer("sample:universal", "cpu", "fp32", style_images=[STYLES / "the_scream.jpg", STYLES / "great_wave.jpg"],
+                 style_size=256)
+    assert s.describe().startswith("universal.ckpt (universal intra")
+    outs = []
+    for k in range(2):
+        s.style = style_weights(2, {k: 1.0})[0]
+        outs.append(s(photo))
+    paintings = [TF.to_tensor(open_rgb(STYLES / n).resize((64, 64)))[None] for n in ("the_scream.jpg", "great_wave.jpg")]
+    colour = [p.mean((2, 3)) for p in paintings]
+    for k in range(2):
+        own, other = (outs[k].mean((2, 3)) - colour[k]).norm(), (outs[k].mean((2, 3)) - colour[1 - k]).norm()
+        assert own < other, f"painting {k}'s output is nearer the other painting's colours"
+
+
+def test_a_clip_takes_a_painting_as_a_photo_does(tmp_path):
+    import av
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "styled.mp4"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(6):
+            frame = np.full((64, 96, 3), 40 * i, np.uint8)
+            frame[:, : 16 * (i + 1)] = 200
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
+    done = fst("stylize", clip, "--model", "sample:universal", "--style-image", STYLES / "udnie.jpg",
+               "--style-size", "128", "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
