@@ -25,6 +25,7 @@ from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.models.vgg import DEFAULT_LAYERS
 from fst.models.vgg_arch import check_arch, min_input_side
 from fst.training import console
+from fst.training.run_logger import tensorboard_of
 from fst.training.style_image import load_style
 
 
@@ -238,7 +239,7 @@ class StyleTransferModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         self._require_style()
         console.frozen_in_eval(self.criterion)  # the VGG is frozen in eval mode on purpose
-        tb = self._tensorboard()
+        tb = tensorboard_of(self)
         for path in self.style_paths if tb is not None else []:
             if path.is_file():
                 tb.add_image("style" if self.n_styles == 1 else f"style/{path.stem}", load_style(path, 256)[0],
@@ -363,18 +364,12 @@ class StyleTransferModule(pl.LightningModule):
         return self._previews
 
     def on_validation_epoch_end(self) -> None:
-        tb = self._tensorboard()
+        tb = tensorboard_of(self)
         if tb is not None and self._previews:
             rows = [torch.cat(row)[: self.hparams.preview_images] for row in zip(*self._previews)]
             grid = make_grid(torch.cat(rows).clamp(0, 1), nrow=rows[0].shape[0], padding=2)
             tb.add_image("preview/photos_vs_stylized", grid, self.global_step)
         self._previews = []
-
-    def _tensorboard(self):
-        for logger in self.loggers if self._trainer is not None else []:
-            if isinstance(logger, pl.loggers.TensorBoardLogger):
-                return logger.experiment
-        return None
 
     # --- checkpoints ---------------------------------------------------------------------------
 

@@ -32,3 +32,11 @@ class RunLogger(TensorBoardLogger):
         if "epoch" in metrics:
             metrics = {("trainer/epoch" if k == "epoch" else k): v for k, v in metrics.items()}
         super().log_metrics(metrics, step)
+
+
+def tensorboard_of(module: Any) -> Any:
+    """The TensorBoard writer of a LightningModule's run, or None (no trainer, or no TensorBoard logger)."""
+    for logger in module.loggers if module._trainer is not None else []:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None

@@ -30,6 +30,7 @@ from fst.models import style_transforms
 from fst.models.universal import UniversalNet, min_side
 from fst.models.weights import resolve
 from fst.training import console
+from fst.training.run_logger import tensorboard_of
 from fst.training.style_image import load_style
 
 DEFAULT_PREVIEW_STYLES = ["sample:the_scream", "sample:composition_vii"]
@@ -174,7 +175,7 @@ class UniversalModule(pl.LightningModule):
             self._previews.append(x[: self.hparams.preview_images].detach())
 
     def on_validation_epoch_end(self) -> None:
-        tb = self._tensorboard()
+        tb = tensorboard_of(self)
         if tb is not None and self._previews:
             x = torch.cat(self._previews)[: self.hparams.preview_images]
             rows = [x.float().cpu(), self.net.reconstruct(x).float().cpu()]
@@ -184,12 +185,6 @@ class UniversalModule(pl.LightningModule):
             grid = make_grid(torch.cat(rows).clamp(0, 1), nrow=x.shape[0], padding=2)
             tb.add_image("preview/photos_reconstructed_intra_inter", grid, self.global_step)
         self._previews = []
-
-    def _tensorboard(self):
-        for logger in self.loggers if self._trainer is not None else []:
-            if isinstance(logger, pl.loggers.TensorBoardLogger):
-                return logger.experiment
-        return None
 
     # --- checkpoints ---------------------------------------------------------------------------
 
