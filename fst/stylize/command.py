@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a universal network: the painting's long side when its statistics are taken (default"
                    f" {DEFAULT_STYLE_SIZE}; larger gives finer strokes, smaller bolder ones)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = fully stylised (default 1)")
+    p.add_argument("--stroke-scale", type=float, default=1.0, metavar="S",
+                   help="paint strokes S times larger (1-16, default 1): the network runs at 1/S of the size and"
+                   " the result comes back to full size along the photo's own edges (guided upsampling), so the"
+                   " picture stays sharp; any network")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -141,7 +145,7 @@ def default_overlap(tile: int | None) -> int:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     overlap = args.overlap if args.overlap is not None else default_overlap(args.tile)
-    opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color)
+    opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color, args.stroke_scale)
     notes: list[str] = []  # a folder's files that are neither images nor clips
     files, problems = collect_inputs(args.inputs, notes)
     if not files:

@@ -24,6 +24,7 @@ from fst.io.images import ANIMATED_FORMATS, Animation, alpha_channel, open_anima
 from fst.models import tiling
 from fst.models.transformer import MIN_SIDE
 from fst.stylize.outputs import check_size, image_format
+from fst.stylize.stroke_scale import at_stroke_scale
 from fst.stylize import memory
 from fst.stylize.stylizer import MIN_TILE, Stylizer, gigabytes, is_out_of_memory
 
@@ -40,10 +41,13 @@ class Options:
     max_size: int | None = None
     strength: float = 1.0
     preserve_color: bool = False
+    stroke_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise FstError(f"--strength must be in [0, 1], got {self.strength}")
+        if not 1.0 <= self.stroke_scale <= 16.0:
+            raise FstError(f"--stroke-scale must be in [1, 16], got {self.stroke_scale}")
         if self.tile is not None and self.tile < MIN_TILE:
             raise FstError(f"--tile must be at least {MIN_TILE}, got {self.tile}")
         if self.overlap < 0 or (self.tile is not None and self.overlap * 2 >= self.tile):
@@ -90,11 +94,22 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     check_min_side(img.size, opts.max_size)
     content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div(255)
     content = content.to(stylizer.device)
-    out = stylizer(content, opts.tile, opts.overlap)
+    out = run_network(stylizer, content, opts)
     if opts.preserve_color:
         out = keep_content_color(out, content)
     out = blend(out, content, opts.strength)
     return TF.to_pil_image(out[0].mul(255).round().clamp(0, 255).to(torch.uint8).cpu())
+
+
+def run_network(stylizer: Stylizer, content: torch.Tensor, opts: Options) -> torch.Tensor:
+    """The network on a batch of photos per `opts`: at the stroke scale, one image a pass when tiled
+    (tiles take each image's whole-image statistics)."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if opts.tile is not None and x.shape[0] > 1:
+            return torch.cat([stylizer(c[None], opts.tile, opts.overlap) for c in x])
+        return stylizer(x, opts.tile, opts.overlap)
+
+    return at_stroke_scale(run, content, opts.stroke_scale, stylizer.min_side)
 
 
 def with_alpha(img: Image.Image, alpha: Image.Image | None, fmt: str) -> Image.Image:

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cell", type=int, default=256, help="side of each cell in px (default 256)")
     p.add_argument("--max-size", type=int, default=512, metavar="PX",
                    help="long side the photos are stylized at before shrinking to the cell (default 512)")
+    p.add_argument("--stroke-scale", type=float, default=1.0, metavar="S",
+                   help="strokes S times larger (the network at 1/S of the size, guided back; default 1)")
     p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
                    help=f"the paintings' long side when their statistics are taken (default {DEFAULT_STYLE_SIZE})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -93,7 +95,7 @@ def main(argv: list[str]) -> int:
                         transform=args.transform, style_size=args.style_size)
     paintings = [open_rgb(p) for p in args.style_image]
     rows: list[list[Image.Image | None]] = [[None, *paintings]]
-    opts = Options(max_size=args.max_size)
+    opts = Options(max_size=args.max_size, stroke_scale=args.stroke_scale)
     for photo in tqdm(photos, desc="sheet", unit="photo", disable=args.quiet or None, file=sys.stderr):
         try:
             img = open_rgb(photo)

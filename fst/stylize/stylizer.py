@@ -107,6 +107,7 @@ class Stylizer:
             self._full = self._eager
         if self.device.type == "cpu":
             host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
+        self.min_side = self._eager.net.min_side if self.universal else MIN_SIDE
         if not self.universal:
             self.style_names = style_names(self.meta, str(self.source))
             self.widest = 2 * int(self.meta["net"]["channels"])
@@ -202,9 +203,8 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
         x = x.to(self.device)
-        least = self._eager.net.min_side if self.universal else MIN_SIDE
-        if min(x.shape[-2:]) < least:
-            raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {least} px a side")
+        if min(x.shape[-2:]) < self.min_side:
+            raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {self.min_side} px a side")
         if tile is not None and max(x.shape[-2:]) > tile:
             return self._tiled_with_fallback(x, tile, overlap)
         if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:

@@ -49,6 +49,7 @@ from fst.stylize.image import (
     check_min_side,
     fit_size,
     keep_content_color,
+    run_network,
 )
 from fst.stylize.stylizer import Stylizer
 
@@ -71,10 +72,7 @@ def stylize_batch(stylizer: Stylizer, frames: list[np.ndarray], weights: torch.T
     """(B, H, W, 3) uint8 frames stylised per `opts` for the style `weights`."""
     content = torch.from_numpy(np.stack(frames)).to(stylizer.device).permute(0, 3, 1, 2).float().div(255)
     stylizer.style = weights
-    if opts.tile is not None:  # tiles take whole-image statistics per image: one frame a pass
-        out = torch.cat([stylizer(c[None], opts.tile, opts.overlap) for c in content])
-    else:
-        out = stylizer(content, opts.tile, opts.overlap)
+    out = run_network(stylizer, content, opts)
     if opts.preserve_color:
         out = keep_content_color(out, content)
     out = blend(out, content, opts.strength)
