@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = fully stylised (default 1)")
     p.add_argument("--stroke-scale", type=float, default=1.0, metavar="S",
                    help="paint strokes S times larger (1-16, default 1): the network runs at 1/S of the size and"
-                   " the result comes back to full size along the photo's own edges (guided upsampling), so the"
+                   " the result comes back to full size with the photo's own fine detail added back, so the"
                    " picture stays sharp; any network")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=int, default=512, metavar="PX",
                    help="long side the photos are stylized at before shrinking to the cell (default 512)")
     p.add_argument("--stroke-scale", type=float, default=1.0, metavar="S",
-                   help="strokes S times larger (the network at 1/S of the size, guided back; default 1)")
+                   help="strokes S times larger (the network at 1/S of the size, the photo's detail added back; default 1)")
     p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
                    help=f"the paintings' long side when their statistics are taken (default {DEFAULT_STYLE_SIZE})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

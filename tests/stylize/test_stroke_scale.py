@@ -1,5 +1,5 @@
-"""--stroke-scale: the network at a smaller working size, the result guided back to full size along the
-photo's edges: sharper than a plain resize of the same small result, and exactly the old path at 1."""
+"""--stroke-scale: the network at a smaller working size, the result brought back to full size with the
+photo's own detail: sharper than a plain resize of the same small result, and exactly the old path at 1."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from fst.io.images import open_rgb
-from fst.stylize.stroke_scale import at_stroke_scale, guided_upsample, working_size
+from fst.stylize.stroke_scale import at_stroke_scale, detail_upsample, working_size
 from runs import ROOT, fst_env
 
 PHOTO = ROOT / "fst" / "assets" / "photos" / "brandenburg_gate.jpg"
@@ -24,15 +24,15 @@ def photo() -> torch.Tensor:
     return TF.to_tensor(open_rgb(PHOTO))[None]
 
 
-def test_guided_upsampling_keeps_the_photos_edges():
-    # An identity "network" at a quarter of the size: guided back, the photo comes back far closer to
+def test_detail_upsampling_keeps_the_photos_edges():
+    # An identity "network" at a quarter of the size: brought back with the detail, the photo comes back far closer to
     # itself than a bilinear resize of the same small image does.
     x = photo()
     small = F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True, align_corners=False)
-    guided = guided_upsample(small, small, x)
+    back = detail_upsample(small, small, x)
     plain = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    assert guided.shape == x.shape
-    assert (guided - x).abs().mean() < 0.6 * (plain - x).abs().mean()
+    assert back.shape == x.shape
+    assert (back - x).abs().mean() < 0.6 * (plain - x).abs().mean()
 
 
 def test_scale_one_is_the_network_itself_and_larger_scales_run_smaller():
