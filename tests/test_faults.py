@@ -164,7 +164,8 @@ def stalled_fifo(folder: Path) -> Iterator[Path]:
 
 
 def pipe_commands(fifo: Path) -> set[int]:
-    """The `sh -c "cat FIFO"` and `cat FIFO` processes (not fst, whose arguments name the FIFO too)."""
+    """The processes of `cat FIFO` commands: the shells (`sh -c "cat FIFO"`, and the guard that has
+    it as an argument) and `cat FIFO` (not fst, whose arguments name the FIFO too)."""
     found = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
@@ -172,6 +173,15 @@ def pipe_commands(fifo: Path) -> set[int]:
             if f"cat {fifo}".encode() in args or args[:2] == [b"cat", str(fifo).encode()]:
                 found.add(int(cmdline.parent.name))
     return alive(found)
+
+
+def pipe_groups(fifo: Path) -> int:
+    """How many `cat FIFO` commands run: each is a process group of its own."""
+    groups = set()
+    for pid in pipe_commands(fifo):
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    return len(groups)
 
 
 class _Stalled(torch.utils.data.IterableDataset):
@@ -204,25 +214,26 @@ def test_a_stop_during_a_wait_for_data_ends_the_workers_without_a_late_error() -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signame,workers", [("SIGTERM", "0"), ("SIGTERM", "2"), ("SIGKILL", "2")])
+@pytest.mark.parametrize("signame,workers", [("SIGTERM", "0"), ("SIGTERM", "2"), ("SIGKILL", "0"), ("SIGKILL", "2")])
 def test_a_stalled_data_source_neither_holds_a_stop_nor_outlives_it(tmp_path: Path, signame: str, workers: str) -> None:
     """Training waits on `pipe:cat FIFO` that never delivers: SIGTERM still ends the run within
     seconds, and after SIGTERM or SIGKILL neither a loader worker nor the pipe command is left."""
     signum = getattr(signal, signame)
     with stalled_fifo(tmp_path) as fifo, fst_process(run_args(
             tmp_path, "--data.train_shards", f"pipe:cat {fifo}", "--data.num_workers", workers)) as proc:
-        expected = 1 if workers == "0" else int(workers)
-        wait_until(lambda: len(pipe_commands(fifo)) >= expected or proc.poll() is not None, 120, "the pipe command")
+        expected = 1 if workers == "0" else int(workers)  # one command per worker, each blocked on it
+        wait_until(lambda: pipe_groups(fifo) >= expected or proc.poll() is not None, 120, "the pipe commands")
         assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
         spawned = children(proc.pid)
         proc.send_signal(signum)
         if signum == signal.SIGKILL:
-            # Orphans would hold the output pipe open, so wait on the process, not on its output;
-            # that nothing outlives it is the check below (bounded: the kernel's SIGTERM to the
-            # workers reaches Python handlers that end their pipe commands).
+            # Orphans would hold the output pipe open, so wait on the process, not on its output.
+            # Nothing of it runs after SIGKILL: the kernel kills the workers, and signals each pipe
+            # command's guard, which kills the command (fst.core.signals.die_with_parent).
             proc.wait(timeout=STOP_WITHIN_S)
         else:
             _, out = finish(proc, timeout=STOP_WITHIN_S)
+        # The kernel's signals take milliseconds; the bound is a safety net, not a wait for a poll.
         wait_until(lambda: not alive(spawned) and not pipe_commands(fifo), 30,
                    f"workers and pipe commands to end after {signame}")
     if signum == signal.SIGTERM:

@@ -13,7 +13,8 @@ exception: nothing is half-done there and a stalled data source could wait forev
 raises at once. A second signal raises at once anywhere.
 
 Loader worker processes (`loader_worker`) leave both signals to the main process and die with it,
-even when it is killed with SIGKILL, ending what they started (`fst.data.pipes`).
+even when it is killed with SIGKILL: the kernel kills them (`die_with_parent`), and what they started
+dies with them (`fst.data.pipes`). No poll of the parent is involved, so load cannot delay it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Looked up once, here: a forked child must not look up symbols (another thread of its parent may
+# have held the dynamic loader's lock at the fork).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 class Interrupted(BaseException):
@@ -150,9 +154,10 @@ def interruptible() -> Iterator[None]:
 def loader_worker(parent: int, on_exit: Callable[[], None], worker_id: int) -> None:
     """Set up a data loader worker (its ``worker_init_fn``, with `parent` = the main process's pid):
     the main process alone decides when to stop (SIGINT from a terminal reaches the whole process
-    group), and the worker dies with the main process even when that is killed with SIGKILL. On
-    SIGTERM (the loader's own way to end a worker, and what the kernel sends when the main process
-    dies) it runs `on_exit`, then dies of the signal."""
+    group). On SIGTERM (the loader's own way to end a worker) it runs `on_exit`, then dies of the
+    signal. When the main process dies, however it dies, the kernel kills the worker with SIGKILL at
+    once: no Python code has to run for it (torch's own check of the parent runs only between two
+    batches, and a worker blocked on a stalled read never gets there)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def end(signum: int, frame: FrameType | None) -> None:
@@ -161,10 +166,34 @@ def loader_worker(parent: int, on_exit: Callable[[], None], worker_id: int) -> N
         os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, end)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    try:  # the main process may have died before prctl took effect
-        os.kill(parent, 0)
-    except ProcessLookupError:
+    if not die_with_parent(parent, signal.SIGKILL):
         end(signal.SIGTERM, None)
+
+
+def die_with_parent(parent: int, signum: int) -> bool:
+    """Have the kernel send `signum` to this process when the process that started it ends, however
+    it ends (PR_SET_PDEATHSIG; Linux only). `parent`: the pid that started it, read before the start.
+    False if that process is gone already: it may have died before the request was made, and then
+    no signal will ever come, so the caller must end now. A process started by a server on
+    `parent`'s behalf (multiprocessing's forkserver) follows that server, which ends with `parent`.
+
+    Safe in a forked child before exec (a `preexec_fn`): it looks nothing up and takes no lock."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    # Read after the request: a parent that dies later sends the signal; one that died before has
+    # already handed this process to another (os.getppid() changed at its death, not its reaping).
+    return os.getppid() == parent or _running(parent)
+
+
+def _running(pid: int) -> bool:
+    """`pid` exists and has not exited: a zombie (dead, not yet reaped) does not count."""
+    with contextlib.suppress(OSError, IndexError):
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    try:  # no /proc (or no such process): a zombie counts as running here
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -4,19 +4,31 @@ The command never outlives its reader and never makes it wait. webdataset's own 
 two hours for the command to exit when its stream is closed, so a stalled download held a stopping
 run that long, and a loader worker that died left the command running. Here each command runs in
 a process group of its own, killed as soon as its stream is closed (end of the shard, an error, a
-stop signal) or its reader ends (`kill_all`, which a loader worker runs on SIGTERM).
+stop signal) or its reader ends: by `kill_all`, which a loader worker runs on SIGTERM, and by the
+kernel when the reader dies without running anything (SIGKILL, its main process killed): the
+group's first process, a shell that guards the command, gets SIGTERM from the kernel then
+(`fst.core.signals.die_with_parent`) and kills its group. The kernel sends that signal when the
+thread that opened the stream ends: fst opens streams in a loader worker's or the main process's
+main thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import signal
 import subprocess
 
+from fst.core import signals
+
 EXIT_WAIT_S = 10.0  # after end of data, how long a command may take to exit before it is killed
 _running: set[subprocess.Popen] = set()
+# The guard: runs the command (`$1`) as `sh -c` would, and on SIGTERM kills its whole process group.
+# The command runs in the background because a shell runs a trap only after a foreground command
+# ends, and `wait` ends at once when a trapped signal comes. Its status is the guard's.
+_GUARD = 'trap "kill -KILL 0" TERM; /bin/sh -c "$1" & wait $!'
 
 
 class PipeStream(io.RawIOBase):
@@ -26,7 +38,9 @@ class PipeStream(io.RawIOBase):
     def __init__(self, command: str) -> None:
         super().__init__()
         self.command = command
-        self.proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(["/bin/sh", "-c", _GUARD, "sh", command], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=functools.partial(_die_with, os.getpid()))
         _running.add(self.proc)
 
     def readable(self) -> bool:
@@ -61,6 +75,14 @@ def kill_all() -> None:
     """End every command this process started (a loader worker ending)."""
     for proc in list(_running):
         _end(proc)
+
+
+def _die_with(reader: int) -> None:
+    """In the command's process, before exec: SIGTERM when `reader` dies (it kills the guard until
+    the guard's trap is set, before the command starts). A reader already gone: end here."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the reader's Python handler would swallow it
+    if not signals.die_with_parent(reader, signal.SIGTERM):
+        os._exit(1)
 
 
 def _end(proc: subprocess.Popen) -> None:
