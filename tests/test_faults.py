@@ -163,13 +163,14 @@ def stalled_fifo(folder: Path) -> Iterator[Path]:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
-def pipe_commands(fifo: Path) -> set[int]:
-    """The `sh -c "cat FIFO"` and `cat FIFO` processes (not fst, whose arguments name the FIFO too)."""
+def pipe_commands(fifo: Path, shells: bool = True) -> set[int]:
+    """The `sh -c "cat FIFO"` (unless not `shells`) and `cat FIFO` processes (not fst, whose arguments
+    name the FIFO too). Each started command has one `cat`: sh (dash) forks it rather than exec it."""
     found = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
             args = cmdline.read_bytes().split(b"\0")
-            if f"cat {fifo}".encode() in args or args[:2] == [b"cat", str(fifo).encode()]:
+            if shells and f"cat {fifo}".encode() in args or args[:2] == [b"cat", str(fifo).encode()]:
                 found.add(int(cmdline.parent.name))
     return alive(found)
 
@@ -212,7 +213,10 @@ def test_a_stalled_data_source_neither_holds_a_stop_nor_outlives_it(tmp_path: Pa
     with stalled_fifo(tmp_path) as fifo, fst_process(run_args(
             tmp_path, "--data.train_shards", f"pipe:cat {fifo}", "--data.num_workers", workers)) as proc:
         expected = 1 if workers == "0" else int(workers)
-        wait_until(lambda: len(pipe_commands(fifo)) >= expected or proc.poll() is not None, 120, "the pipe command")
+        # One `cat` per reader: counting `sh` too, one worker's command looked like two, and the
+        # signal could land while the other worker was still starting its own.
+        wait_until(lambda: len(pipe_commands(fifo, shells=False)) >= expected or proc.poll() is not None, 120,
+                   "the pipe commands")
         assert proc.poll() is None, proc.communicate(timeout=10)[0][-3000:]
         spawned = children(proc.pid)
         proc.send_signal(signum)

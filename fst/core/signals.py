@@ -147,18 +147,30 @@ def interruptible() -> Iterator[None]:
         _state.waiting = False
 
 
+@dataclass
+class _Worker:
+    on_exit: Callable[[], None] | None = None
+    starting: int = 0  # inside `starting()`: a process is being started and not yet on record
+    stop_pending: bool = False  # SIGTERM came while one was
+
+
+_worker = _Worker()
+
+
 def loader_worker(parent: int, on_exit: Callable[[], None], worker_id: int) -> None:
     """Set up a data loader worker (its ``worker_init_fn``, with `parent` = the main process's pid):
     the main process alone decides when to stop (SIGINT from a terminal reaches the whole process
     group), and the worker dies with the main process even when that is killed with SIGKILL. On
     SIGTERM (the loader's own way to end a worker, and what the kernel sends when the main process
-    dies) it runs `on_exit`, then dies of the signal."""
+    dies) it runs `on_exit`, then dies of the signal; inside `starting()` it first lets the block end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker.on_exit = on_exit
 
     def end(signum: int, frame: FrameType | None) -> None:
-        on_exit()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if _worker.starting:
+            _worker.stop_pending = True
+            return
+        _end_worker()
 
     signal.signal(signal.SIGTERM, end)
     if sys.platform.startswith("linux"):
@@ -168,3 +180,26 @@ def loader_worker(parent: int, on_exit: Callable[[], None], worker_id: int) -> N
         os.kill(parent, 0)
     except ProcessLookupError:
         end(signal.SIGTERM, None)
+
+
+def _end_worker() -> None:
+    if _worker.on_exit is not None:
+        _worker.on_exit()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """Around starting a process and putting it on record (`fst.data.pipes`): in a loader worker, a
+    SIGTERM that comes meanwhile ends the worker only after the block, so that `on_exit` finds the
+    new process and ends it too. (Ended inside the block, the worker left it running: a `pipe:`
+    command that blocked forever on a stalled source, seen when the main process was killed while
+    a worker started its command.) Elsewhere it changes nothing."""
+    _worker.starting += 1
+    try:
+        yield
+    finally:
+        _worker.starting -= 1
+        if _worker.stop_pending and not _worker.starting:
+            _end_worker()

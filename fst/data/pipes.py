@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 
+from fst.core import signals
+
 EXIT_WAIT_S = 10.0  # after end of data, how long a command may take to exit before it is killed
 _running: set[subprocess.Popen] = set()
 
@@ -26,8 +28,9 @@ class PipeStream(io.RawIOBase):
     def __init__(self, command: str) -> None:
         super().__init__()
         self.command = command
-        self.proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, start_new_session=True)
-        _running.add(self.proc)
+        with signals.starting():  # a loader worker stopped meanwhile ends the command too
+            self.proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, start_new_session=True)
+            _running.add(self.proc)
 
     def readable(self) -> bool:
         return True
