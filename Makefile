@@ -34,6 +34,13 @@ $(CACHE)/vgg19.safetensors: | $(VENV)/.installed
 test: setup weights
 	$(BIN)/python -m pytest -q
 
+# The suite on a machine that is busy: a job spinning on every core and half of MemTotal held in
+# resident pages (never more than is available; the load goes first if memory runs out) while it
+# runs, then stopped. A test that passes alone and fails here depends on timing or free memory.
+.PHONY: test-load
+test-load: setup weights
+	$(BIN)/python scripts/load.py --memory 0.5 -- $(BIN)/python -m pytest -q
+
 # The main job on the embedded default. Training resumes from runs/quickstart (a finished run is not redone).
 DEMO_PHOTOS := alpaca brandenburg_gate butterfly camels canyon_de_chelly bison
 DEMO_PAINTINGS := the_scream composition_vii great_wave hiroshige_inokashira_snow

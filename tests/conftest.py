@@ -17,6 +17,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ASSETS = Path(__file__).resolve().parents[1] / "fst" / "assets"
 
+# One intra-op thread in every test process, this one and every fst it starts: the cores are used by
+# pytest-xdist's workers instead, and on a busy machine OpenMP threads waiting for each other at
+# every barrier made a test many times slower (scripts/bench_video.py's network stage at 64x48 ran
+# 0.56 frames/s on two threads and 8.8 on one, under load; docs/benchmarks.md). A test about
+# threads sets them itself.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 # `auto` precision depends on the CPU (fst.core.precision); tests pin its answer so that every kind of
 # machine runs the same dtypes. tests/core/test_precision.py sets it per test and probes the real CPU.
 os.environ["FST_CPU_BF16"] = "0"

@@ -19,9 +19,11 @@ import functools
 import os
 import platform
 
-# mallopt parameters, from glibc's malloc.h
+# mallopt parameters, from glibc's malloc.h, and glibc's defaults for them
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+GLIBC_TRIM_THRESHOLD = 128 * 1024
+GLIBC_MMAP_MAX = 65536
 # Free memory at the top of the heap beyond this goes back to the kernel: far above one step's churn.
 TRIM_THRESHOLD = 2 ** 31 - 1
 ENV = "FST_MALLOC"
@@ -47,3 +49,15 @@ def keep_freed_memory() -> str | None:
     if libc.mallopt(M_MMAP_MAX, 0) != 1 or libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
         return None
     return "glibc malloc keeps freed blocks for reuse (no mmap per block, trim above 2 GiB)"
+
+
+def give_back_freed_memory() -> bool:
+    """Undo `keep_freed_memory`: large blocks are mapped again and unmapped when freed, and the heap's
+    free top goes back to the kernel. For a process short of memory: a kept block the next request
+    does not fit in is a hole that still counts against an address-space limit, and oneDNN, which
+    maps its kernels outside malloc, was refused there. True where glibc took the settings."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    keep_freed_memory.cache_clear()  # keeping again is a new decision, not the one cached
+    return libc.mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX) == 1 and libc.mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD) == 1

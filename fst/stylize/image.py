@@ -90,15 +90,32 @@ def check_min_side(size: tuple[int, int], max_size: int | None) -> None:
 
 
 def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options()) -> Image.Image:
-    """An RGB PIL image stylised per `opts` (resize, tiling, colour, strength), 8-bit RGB back."""
+    """An RGB PIL image stylised per `opts` (resize, tiling, colour, strength), 8-bit RGB back. Memory
+    that runs out in the pass or in finishing its output is retried in smaller tiles by the Stylizer;
+    anywhere else (decoding the photo, the 8-bit image) it is this image's one-line error."""
     check_min_side(img.size, opts.max_size)
-    content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div(255)
-    content = content.to(stylizer.device)
-    out = run_network(stylizer, content, opts)
+    try:
+        content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div_(255)
+        content = content.to(stylizer.device)
+        if opts.stroke_scale == 1:
+            out = stylizer(content, opts.tile, opts.overlap, lambda styled: finished(styled, content, opts))
+        else:  # the network at the working size, then finished at full size
+            out = finished(run_network(stylizer, content, opts), content, opts)
+        return TF.to_pil_image(out[0].cpu())
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+    size = fit_size(img.size, opts.max_size) or img.size
+    raise FstError(f"{size[0]}x{size[1]}: out of memory outside the network's pass (use --max-size)")
+
+
+def finished(out: torch.Tensor, content: torch.Tensor, opts: Options) -> torch.Tensor:
+    """`out` (the Stylizer's own fp32 output, overwritten) with the photo's colour and the strength
+    applied, as 8-bit values: in place, so that a large photo needs one fp32 image beside it."""
     if opts.preserve_color:
         out = keep_content_color(out, content)
     out = blend(out, content, opts.strength)
-    return TF.to_pil_image(out[0].mul(255).round().clamp(0, 255).to(torch.uint8).cpu())
+    return out.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def run_network(stylizer: Stylizer, content: torch.Tensor, opts: Options) -> torch.Tensor:

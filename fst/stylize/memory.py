@@ -7,12 +7,23 @@ thread, fp32, the peak above the input was 4.6-5.5 planes of c floats per pixel 
 and 2048²: around up2, which holds h0, the upsampled 2c planes, their padding and the conv's output).
 `PASS_PLANES` rounds that up; `IMAGE_BYTES` covers the whole-image tensors around it (the input, the
 output, blending, colour and the 8-bit result).
+
+The plan keeps `MARGIN` of what is free unplanned, for what runs beside the pass (memory free now is
+not free a second later on a busy machine) and the allocator's slack. Short of memory, the Stylizer
+also stops keeping freed blocks (fst.core.host_memory): a kept block the next request does not fit
+in is a hole that still counts against an address-space limit, and its place moves with
+address-space randomisation. Measured under one RLIMIT_AS, 350 MB above the start (1600x1600, the
+tiny test net, one thread): blocks kept and 0.8 of the room planned (tiles of 662), the command's
+peak ranged 255-349 MB over 22 runs and the 8-bit conversion after the pass was refused in 1 of the
+first 3; blocks given back, the same tiles peaked at 197-200 MB (5 runs), and with `MARGIN` (tiles of
+472) at 162-173 MB. A pass that still runs out is retried in smaller tiles (`fst.stylize.stylizer`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import resource
@@ -21,7 +32,8 @@ from typing import Any
 
 PASS_PLANES = 6  # planes of c fp32 values per pixel at a pass's peak
 IMAGE_BYTES = 64  # per pixel of the whole image, beside a pass: ~16 fp32 planes
-USABLE = 0.8  # of what is free: leave room for the allocator's fragmentation and everything else
+MARGIN = 1 / 3  # of what is free, never planned: the allocator's holes, and everything else running
+USABLE = 1 - MARGIN
 
 
 def net_bytes(height: int, width: int, channels: int) -> int:
@@ -112,6 +124,7 @@ class _Mallinfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.lru_cache(maxsize=None)
 def _libc_function(name: str) -> Any:
     """A glibc function, or None (not glibc, or a glibc without it)."""
     lib = ctypes.util.find_library("c") if os.name == "posix" else None

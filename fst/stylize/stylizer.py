@@ -3,7 +3,9 @@ images or in tiles, falling back to tiles when memory runs out."""
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,13 @@ def is_out_of_memory(e: BaseException) -> bool:
     """An out-of-memory of a pass, on CUDA or on the host."""
     return isinstance(e, (*OOM_ERRORS, MemoryError)) or (
         isinstance(e, RuntimeError) and any(text in str(e) for text in CPU_OOM_TEXT))
+
+
+Finish = Callable[[torch.Tensor], torch.Tensor]
+
+
+def same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def gigabytes(n: float) -> str:
@@ -201,24 +210,27 @@ class Stylizer:
         raise FstError(f"the stylized result holds {bad} NaN or infinite values of {y.numel()} ({why}); nothing written")
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, tile: int | None = None, overlap: int = tiling.DEFAULT_OVERLAP,
+                 finish: Finish = same) -> torch.Tensor:
+        """x stylized, then `finish`ed (colour, strength, 8 bits: what is done to the whole output) within
+        the same fallback as the pass: memory that runs out in either is retried in smaller tiles."""
         x = x.to(self.device)
         if min(x.shape[-2:]) < self.min_side:
             raise FstError(f"too small: {x.shape[-1]}x{x.shape[-2]}; the network needs at least {self.min_side} px a side")
         if tile is not None and max(x.shape[-2:]) > tile:
-            return self._tiled_with_fallback(x, tile, overlap)
+            return self._tiled_with_fallback(x, tile, overlap, finish)
         if self.format in COMPILED and max(x.shape[-2:]) > compiled.SIDE[1]:
             tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is beyond the package's {compiled.SIDE[1]} px; "
                        f"tiling at {DEFAULT_TILE}", file=sys.stderr)
-            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
+            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap, finish)
         if self.beyond_32bit_indexing(x):
             tqdm.write(f"fst stylize: {x.shape[-1]}x{x.shape[-2]} is too large for one CUDA pass; tiling at {DEFAULT_TILE}", file=sys.stderr)
-            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap)
+            return self._tiled_with_fallback(x, DEFAULT_TILE, overlap, finish)
         planned = self._host_tile(x)
         if planned is not None:
-            return self._tiled_with_fallback(x, planned[0], overlap, planned[1])
+            return self._tiled_with_fallback(x, planned[0], overlap, finish, planned[1])
         try:
-            return self.full(x)
+            return finish(self.full(x))
         except Exception as e:
             if not is_out_of_memory(e):
                 raise
@@ -226,7 +238,7 @@ class Stylizer:
         self._free()
         tile = min(DEFAULT_TILE, max(x.shape[-2:]) // 2 + overlap)
         tqdm.write(f"fst stylize: out of memory at {x.shape[-1]}x{x.shape[-2]}; tiling at {tile}", file=sys.stderr)
-        return self._tiled_with_fallback(x, tile, overlap)
+        return self._tiled_with_fallback(x, tile, overlap, finish)
 
     def beyond_32bit_indexing(self, x: torch.Tensor) -> bool:
         """CUDA kernels refuse tensors of 2^31+ elements (an error, not an out-of-memory): the
@@ -234,17 +246,22 @@ class Stylizer:
         planes = self.widest
         return self.device.type == "cuda" and x.shape[0] * planes * x.shape[-2] * x.shape[-1] >= 2**31
 
+    def _host_need(self, x: torch.Tensor) -> tuple[int, int] | None:
+        """On the CPU, (bytes a full pass over x needs, bytes free); None where nothing is known."""
+        free = memory.free_bytes() if self.device.type == "cpu" else None
+        if free is None:
+            return None
+        (h, w), c = x.shape[-2:], self.widest // 2
+        return memory.pass_bytes(h, w, c), free
+
     def _host_tile(self, x: torch.Tensor) -> tuple[int, int] | None:
         """On the CPU, (tile, statistics side) when a full pass would not fit in the memory that is
         free (planned before allocating: past a limit a pass is a traceback, past overcommit the OOM
         killer), said on one line; None for a full pass."""
-        free = memory.free_bytes() if self.device.type == "cpu" else None
-        if free is None:
+        known = self._host_need(x)
+        if known is None or known[0] <= known[1] * memory.USABLE:
             return None
-        (h, w), c = x.shape[-2:], self.widest // 2  # memory's model counts a transformer's base width
-        need = memory.pass_bytes(h, w, c)
-        if need <= free * memory.USABLE:
-            return None
+        (h, w), c, (need, free) = x.shape[-2:], self.widest // 2, known  # memory counts a transformer's base width
         planned = memory.tiles_for_memory(h, w, c, free, DEFAULT_TILE, tiling.DEFAULT_STATS_SIDE)
         if planned is None or planned[0] < MIN_TILE:
             raise FstError(f"{w}x{h} does not fit in the {gigabytes(free)} of memory free, even in tiles "
@@ -253,23 +270,32 @@ class Stylizer:
                    f"tiling at {planned[0]}", file=sys.stderr)
         return planned
 
-    def _tiled_with_fallback(self, x: torch.Tensor, tile: int, overlap: int,
+    def _tiled_with_fallback(self, x: torch.Tensor, tile: int, overlap: int, finish: Finish = same,
                              stats_side: int = tiling.DEFAULT_STATS_SIDE) -> torch.Tensor:
-        """Tiles, halving tile and statistics size for as long as memory runs out."""
+        """Tiles, halving tile and statistics size for as long as memory runs out (on any device: a
+        refused host allocation is as likely as a CUDA one), down to MIN_TILE; then one line."""
+        known = self._host_need(x)
+        if known is not None and known[0] > known[1] * memory.USABLE:
+            # short of memory: a kept block is a hole that a failed tile size leaves to the next one
+            host_memory.give_back_freed_memory()
         while True:
             try:
-                return self.tiled(x, tile, overlap, stats_side)
+                return finish(self.tiled(x, tile, overlap, stats_side))
             except Exception as e:
                 if not is_out_of_memory(e):
                     raise
                 # as in __call__: free only once the handler's traceback is gone
             self._free()
-            if tile <= 2 * MIN_TILE:
-                raise FstError(f"out of memory even with {tile}px tiles on {self.device}")
+            if tile // 2 < MIN_TILE:
+                raise FstError(f"{x.shape[-1]}x{x.shape[-2]}: out of memory even in {tile}px tiles on "
+                               f"{self.device.type} (use --max-size)")
+            tqdm.write(f"fst stylize: out of memory in {tile}px tiles; trying {tile // 2}", file=sys.stderr)
             tile, stats_side = tile // 2, max(256, stats_side // 2)
 
     def _free(self) -> None:
+        gc.collect()  # a failed pass's tensors held in reference cycles (its frames, its hooks)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        else:
+        else:  # short of memory: freed blocks leave the process from now on, not only this once
+            host_memory.give_back_freed_memory()
             memory.release_free()

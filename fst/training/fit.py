@@ -99,6 +99,8 @@ class FstCLI(LightningCLI):
             raise FstError(f"{ckpt_path}: checkpoint not found")
         if not ckpt_path:  # resuming takes the style statistics from the checkpoint
             self.model.check_style_files()
+        else:
+            console.resuming()
         self.datamodule.check_inputs()
 
     def _lock_checkpoint_folder(self) -> None:

@@ -23,9 +23,13 @@ class Trainer(pl.Trainer):
             bf16, CPUs with AVX512-BF16 or AMX), 16-mixed on other GPUs, 32-true on other CPUs; the
             choice and its reason are printed once. Or any Lightning precision (32-true, bf16-mixed,
             16-mixed, ...); bf16 on a CPU that only emulates it is warned about (tens of times slower).
+        enable_model_summary: Lightning's table of the model's layers and sizes at the start of
+            training; off by default (it asks nothing of a user; fst says what it trains). ``null``
+            (what configs saved before said for Lightning's default) is the default too.
     """
 
-    def __init__(self, *, precision: str | int | None = fst_precision.AUTO, **kwargs: Any) -> None:
+    def __init__(self, *, precision: str | int | None = fst_precision.AUTO, enable_model_summary: bool | None = False,
+                 **kwargs: Any) -> None:
         precision = resolve_precision(precision, kwargs.get("accelerator", "auto"))
         if fst_precision.device_type(kwargs.get("accelerator", "auto")) == "cpu":
             host_memory.keep_freed_memory()  # a CPU step otherwise pays page faults for every activation
@@ -35,7 +39,7 @@ class Trainer(pl.Trainer):
         callbacks = kwargs.get("callbacks") or []
         kwargs["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), SaveOnStop(), RunMonitor()]
         try:
-            super().__init__(precision=precision, **kwargs)
+            super().__init__(precision=precision, enable_model_summary=bool(enable_model_summary), **kwargs)
         except ValueError as e:  # Lightning's own list of precisions is the one to check against
             if f"Precision {precision!r} is invalid" in str(e):
                 raise FstError(f"precision {precision!r} is not one of auto, 32-true, bf16-mixed, 16-mixed, "

@@ -59,3 +59,11 @@ def test_fst_malloc_default_keeps_glibc_as_it_is() -> None:
 
 def test_a_cpu_trainer_keeps_freed_memory() -> None:
     assert churn(TRAINER)["faults"] < PAGES_PER_TENSOR / 10
+
+
+def test_memory_given_back_leaves_the_process_again() -> None:
+    # What fst stylize does once memory is short: each freed block is unmapped again (its pages
+    # fault back in), so a block no later request fits in is not a hole held against a limit.
+    result = churn(KEEP + "\nfrom fst.core.host_memory import give_back_freed_memory\ndone = give_back_freed_memory()")
+    assert result["done"] is True
+    assert result["faults"] > 5 * PAGES_PER_TENSOR

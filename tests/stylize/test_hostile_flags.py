@@ -115,7 +115,7 @@ def test_tile_planned_from_free_memory() -> None:
     # A 6000x6000 photo, the default net (32 channels): ~28 GB for one pass.
     assert 27e9 < memory.pass_bytes(6000, 6000, 32) < 31e9
     assert memory.tiles_for_memory(6000, 6000, 32, 8_000_000_000, 1024, 1024) == (1024, 1024)
-    tile, stats = memory.tiles_for_memory(6000, 6000, 32, 3_000_000_000, 1024, 1024)
+    tile, stats = memory.tiles_for_memory(6000, 6000, 32, 4_000_000_000, 1024, 1024)
     assert 0 < tile < 1024 and stats == tile  # a statistics pass at 1024 would not fit either
     assert memory.tiles_for_memory(6000, 6000, 32, 2_000_000_000, 1024, 1024) is None  # not even the image
 
