@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -130,3 +131,12 @@ def load_in_child(kind: str, path: Path, timeout: float = 60, address_space: int
         return {"traceback": f"still loading after {timeout} s", "seconds": timeout}
     lines = done.stdout.strip().splitlines()
     return json.loads(lines[-1]) if lines else {"traceback": done.stderr[-3000:], "seconds": None}
+
+
+def char_device(path: Path) -> Path:
+    """A character device like /dev/null, made in a test folder (root only)."""
+    try:
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return path

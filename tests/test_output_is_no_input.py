@@ -23,7 +23,7 @@ from PIL import Image
 from fst.data.manifest import MANIFEST, Settings
 from fst.io.files import cache_dir
 
-from crafted import one_line_error
+from crafted import char_device, one_line_error
 from nets import random_photo_shards, save_checkpoint
 
 SAFETY_S = 120  # only ever reached by a command that blocks, which is the bug itself
@@ -59,15 +59,6 @@ def photo_file(path: Path) -> Path:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def char_device(path: Path) -> Path:
-    """A character device like /dev/null, made in the test folder (root only)."""
-    try:
-        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    except PermissionError:
-        pytest.skip("making a device node needs root")
-    return path
 
 
 def special(kind: str, path: Path) -> Path:

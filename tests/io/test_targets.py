@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from crafted import char_device
+
 from fst.core.errors import FstError
 from fst.io.files import write_atomic, writing
 from fst.io.targets import check_outputs, check_outside
-
-
-def char_device(path: Path) -> Path:
-    """A character device like /dev/null, made in a test folder (root only)."""
-    try:
-        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
-    except PermissionError:
-        pytest.skip("making a device node needs root")
-    return path
 
 
 def test_an_input_through_a_hard_link_a_symlink_or_a_symlinked_folder_is_refused(tmp_path: Path) -> None:
