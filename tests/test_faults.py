@@ -50,6 +50,12 @@ def wait_for_checkpoint(proc: subprocess.Popen, path: Path, timeout: float = 240
     assert path.exists(), proc.communicate(timeout=10)[0][-3000:]
 
 
+def newest_step(folder: Path) -> int:
+    """The highest step of the periodic checkpoints (stepNNNNNNN.ckpt) in `folder`; -1 if none."""
+    steps = [int(p.stem[4:]) for p in folder.glob("step*.ckpt") if p.stem[4:].isdigit()]
+    return max(steps, default=-1)
+
+
 # ---------------------------------------------------------------- unreadable shards
 
 
@@ -323,7 +329,10 @@ def test_second_run_into_the_same_folder_is_refused_and_kill_leaves_no_stale_loc
                                        "into this folder; wait for it to end or choose another --checkpoint.dirpath")
         assert first.poll() is None  # the first run goes on...
         assert not (tmp_path / "tb" / "version_1").exists()  # ...and the second wrote nothing
-        wait_for_checkpoint(first, ckpt / "step0000004.ckpt")  # so last.ckpt (step 2 or later) is whole
+        # So last.ckpt (step 2 or later) is whole. Any periodic checkpoint at step 4 or later will do: the
+        # run keeps only its newest three, so step 4's own may be gone again by the time it is looked for.
+        wait_until(lambda: newest_step(ckpt) >= 4 or first.poll() is not None, 240, "a checkpoint at step >= 4")
+        assert newest_step(ckpt) >= 4, first.communicate(timeout=10)[0][-3000:]
         first.send_signal(signal.SIGKILL)
         finish(first, timeout=STOP_WITHIN_S)
     assert not list(ckpt.glob("last-v*.ckpt"))

@@ -105,8 +105,7 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     except Exception as e:
         if not is_out_of_memory(e):
             raise
-    size = fit_size(img.size, opts.max_size) or img.size
-    raise FstError(f"{size[0]}x{size[1]}: out of memory outside the network's pass (use --max-size)")
+    raise does_not_fit(fit_size(img.size, opts.max_size) or img.size)
 
 
 def finished(out: torch.Tensor, content: torch.Tensor, opts: Options) -> torch.Tensor:
