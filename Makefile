@@ -19,9 +19,8 @@ $(VENV)/.torch:
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	touch $@
 
-# compat: a path entry, as before setuptools 77, which otherwise prints a notice at every install
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(BIN)/pip install -q -e '.[test]' torch==2.14.1 torchvision==0.29.1 --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test]' torch==2.14.1 torchvision==0.29.1
 	touch $@
 
 weights: $(CACHE)/vgg16.safetensors $(CACHE)/vgg19.safetensors
