@@ -171,7 +171,7 @@ class UniversalModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["image"]
         self.log_dict({f"val/{k}": v for k, v in self.reconstruction_terms(x).items()}, batch_size=x.shape[0])
-        if sum(p.shape[0] for p in self._previews[:1]) < self.hparams.preview_images:
+        if sum(p.shape[0] for p in self._previews) < self.hparams.preview_images:
             self._previews.append(x[: self.hparams.preview_images].detach())
 
     def on_validation_epoch_end(self) -> None:
