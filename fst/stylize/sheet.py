@@ -4,7 +4,7 @@
 
 Paintings across (the first row shows the paintings themselves), photos down (the first column shows
 the photos); each cell is the photo stylized with that column's painting, fitted into a square
-`--cell` px box on white. Photos are stylized at `--max-size` (the stroke size a full-size run gives
+`--cell` px box (rows and columns as large as their pictures). Photos are stylized at `--max-size` (the stroke size a full-size run gives
 depends on the working size) and then shrunk to the cell. A photo that cannot be read or stylized is
 left out with one line; the sheet is written once, atomically, and never over one of its inputs.
 """
@@ -57,22 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fitted(img: Image.Image, cell: int) -> Image.Image:
-    """`img` shrunk (never enlarged) to fit a cell x cell box, centred on white."""
+    """`img` shrunk (never enlarged) to fit a cell x cell box, keeping its aspect."""
     img = img.copy()
     img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
-    box = Image.new("RGB", (cell, cell), "white")
-    box.paste(img, ((cell - img.width) // 2, (cell - img.height) // 2))
-    return box
+    return img
 
 
 def sheet(rows: list[list[Image.Image | None]], cell: int) -> Image.Image:
-    """The grid of `rows` (None: an empty cell), GAP px apart."""
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    out = Image.new("RGB", (n_cols * cell + (n_cols + 1) * GAP, n_rows * cell + (n_rows + 1) * GAP), "white")
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
+    """The grid of `rows` (None: an empty cell), GAP px apart: each column as wide and each row as tall
+    as its largest fitted picture, so landscape photos sit in landscape cells, not on white squares."""
+    n_cols = max(len(r) for r in rows)
+    fit = [[None if img is None else fitted(img, cell) for img in row] for row in rows]
+    widths = [max((r[j].width for r in fit if j < len(r) and r[j] is not None), default=0) for j in range(n_cols)]
+    heights = [max((img.height for img in r if img is not None), default=0) for r in fit]
+    out = Image.new("RGB", (sum(widths) + (n_cols + 1) * GAP, sum(heights) + (len(rows) + 1) * GAP), "white")
+    y = GAP
+    for row, h in zip(fit, heights):
+        x = GAP
+        for img, w in zip(row, widths):
             if img is not None:
-                out.paste(fitted(img, cell), (GAP + j * (cell + GAP), GAP + i * (cell + GAP)))
+                out.paste(img, (x + (w - img.width) // 2, y + (h - img.height) // 2))
+            x += w + GAP
+        y += h + GAP
     return out
 
 
