@@ -54,8 +54,10 @@ def check_universal_meta(meta: dict[str, Any], origin: str) -> dict[str, Any]:
     """The network config of a universal artefact's metadata, once it, the statistics' shape and the
     painting's record are what fst writes."""
     config = universal_config(meta.get("universal"), origin)
-    if meta.get("stats_shape") != stats_shape(config):
-        raise FstError(f"{origin}: fst metadata with stats_shape {describe(meta.get('stats_shape'))}; a universal "
+    shape = meta.get("stats_shape")
+    if shape != stats_shape(config):
+        shown = shape if isinstance(shape, list) and len(shape) <= 4 and all(type(v) is int for v in shape) else describe(shape)
+        raise FstError(f"{origin}: fst metadata with stats_shape {shown}; a universal "
                        f"{config['transform']} network at {config['layer']} has statistics of shape {stats_shape(config)}")
     painting = meta.get("painting")
     if painting is not None and not (
