@@ -32,6 +32,12 @@ Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.js
 archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
 including ``weights_sha256``, a digest of the weights that every read checks.
 
+A universal network's checkpoint (docs/universal.md) exports in the same formats, taking a painting's
+statistics as a second input, or with ``--style-image`` one painting baked in (one input, as here);
+ONNX of its inter (WCT) transform is refused (ONNX has no eigendecomposition). That is
+`fst.artefacts.universal_export`; this module hands it the checkpoint once format, dtype, device
+and output are checked.
+
 Reading them back is `fst.artefacts.exported`.
 """
 

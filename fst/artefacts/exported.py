@@ -6,7 +6,9 @@ zips, pickles limited to tensors, no ONNX external data, code or graph calling a
 exporter never writes refused), checks them against the transformer config and the digest, and
 runs its own `TransformerNet` with them, in the exported dtype and memory format, behind the
 TorchScript calling convention: any float dtype in, the same dtype out. The export tests check
-that each runtime gives what that network gives.
+that each runtime gives what that network gives. A universal network's artefact (metadata ``kind:
+"universal"``) is checked by `fst.artefacts.universal_exported` and runs in fst's own `UniversalNet`
+(``model(x, stats)``) or `BoundStyles` (a painting baked in: ``model(x)``).
 """
 
 from __future__ import annotations
