@@ -73,6 +73,7 @@ from fst.artefacts.exported import (
     sniff_format,
     weights_digest,
 )
+from fst.assets import resolve_model_path
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
 from fst.artefacts.universal_export import export_universal, is_universal_checkpoint
@@ -138,7 +139,7 @@ def export_model(
     `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for.
     A universal network's checkpoint goes to `fst.artefacts.universal_export` (`style_image`: the
     painting to bake in; without it the artefact takes a painting's statistics as an input)."""
-    ckpt_path, out = Path(ckpt_path), Path(out)
+    ckpt_path, out = resolve_model_path(ckpt_path), Path(out)  # sample:universal: a shipped network
     if out.is_dir():
         out = out / (ckpt_path.stem + SUFFIXES[format if format in SUFFIXES else "torchscript"])
     format = format_for(out, format)
@@ -284,7 +285,7 @@ WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="fst export", description="Export a trained transformer for single-pass inference.")
-    p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`)")
+    p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`), or sample:universal")
     p.add_argument("--out", type=Path, required=True, help="output file (or existing folder)")
     p.add_argument("--format", choices=FORMATS + COMPILED, default=None,
                    help="default: from --out's suffix, else torchscript. aoti: an AOTInductor package (.pt2), the"

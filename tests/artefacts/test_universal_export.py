@@ -255,3 +255,30 @@ def test_non_finite_weights_are_refused(fmt: str, tmp_path: Path, monkeypatch: p
         path = export_model(tmp_path / "diverged.ckpt", tmp_path / f"nan{SUFFIXES[fmt]}", fmt)
     with pytest.raises(FstError, match=f"nan{SUFFIXES[fmt]}: refused: weight decoder.out.1.bias holds 1 NaN"):
         load_exported(path)
+
+
+def test_the_statistics_artefact_runs_without_fst(exports: Callable[[str, str, bool], Path], tmp_path: Path) -> None:
+    """Given a stats tensor, a plain torch.jit.load runs the file in a fresh interpreter where fst cannot be imported."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = exports("inter", "torchscript", False)
+    net = tiny("inter")
+    x, stats = torch.rand(1, 3, 37, 45), stats_of(net)
+    torch.save({"x": x, "stats": stats}, tmp_path / "in.pt")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["fst"] = None  # any `import fst` now fails
+        import torch
+        extra = {{"fst.json": ""}}
+        m = torch.jit.load({str(path)!r}, map_location="cpu", _extra_files=extra)
+        inputs = torch.load({str(tmp_path / "in.pt")!r}, weights_only=True)
+        torch.save(m(inputs["x"], inputs["stats"]), {str(tmp_path / "y.pt")!r})
+        print(extra["fst.json"].decode())
+        """)
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stats_shape"] == [129, 128]
+    with torch.no_grad():
+        assert (torch.load(tmp_path / "y.pt", weights_only=True) - net(x, stats)).abs().max().item() < 1e-4
