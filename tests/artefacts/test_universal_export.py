@@ -224,7 +224,8 @@ def test_metadata_that_does_not_match_the_weights_is_one_line(exports: Callable[
     name = member(path, "extra/fst.json")
     meta = json.loads(_member_text(path, name))
     for change, says in [({"stats_shape": [2, 64]}, "stats_shape [2, 64]"),
-                         ({"universal": {**meta["universal"], "layer": "relu3_1"}}, "universal network weights do not match"),
+                         ({"universal": {**meta["universal"], "layer": "relu3_1"}}, "statistics of shape [2, 256]"),
+                         ({"universal": {**meta["universal"], "width": 0.5}}, "universal network weights do not match"),
                          ({"painting": {"file": "p.jpg", "sha256": "x", "style_size": 64}}, "is not a file name, a sha256"),
                          ({"universal": {**meta["universal"], "transform": "hist"}}, "universal network config")]:
         crafted = rewrite_zip(path, tmp_path / "crafted.pt", {name: json.dumps({**meta, **change}).encode()})
