@@ -161,8 +161,9 @@ def export_universal(ckpt_path: Path, out: Path, format: str, dtype: str = "fp32
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     meta = universal_metadata(net, ckpt_meta, ckpt_path, format, dtype, channels_last, painting)
-    if format == "aoti":
-        meta["device"] = device
+    if format == "aoti":  # float32 on the package's device, within the compiled shapes
+        meta.update(device=device, input=f"float32 (B, 3, H, W) RGB in [0, 1] on {device}, B in {list(compiled.BATCH)}, "
+                    f"H and W in [{net.min_side}, {compiled.SIDE[1]}]" + ("" if painting else _stats_note(meta["stats_shape"])))
     meta["weights_sha256"] = weights_digest(model.state_dict())
     if format == "aoti" and say is not None:
         say(f"compiling with AOTInductor for {device} {dtype} (a minute or more)")
@@ -179,7 +180,7 @@ def universal_metadata(net: UniversalNet, ckpt_meta: dict[str, Any], source: Pat
 
     shape = stats_shape(net.config)
     name = (Path(painting["file"]).stem or "painting") if painting else None
-    style = "" if painting else f"; and stats, one painting's statistics, float32 {tuple(shape)} (UniversalNet.style_stats)"
+    style = "" if painting else _stats_note(shape)
     return {
         "fst_export": EXPORT_VERSION,
         "kind": "universal",
@@ -201,6 +202,10 @@ def universal_metadata(net: UniversalNet, ckpt_meta: dict[str, Any], source: Pat
         "input_range": [0.0, 1.0],
         "output_range": [0.0, 1.0],
     }
+
+
+def _stats_note(shape: list[int]) -> str:
+    return f"; and stats, one painting's statistics, float32 {tuple(shape)} (UniversalNet.style_stats)"
 
 
 def _sample(model: nn.Module, net: UniversalNet, baked: bool) -> tuple[torch.Tensor, ...]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from fst.artefacts.checkpoint import check_finite, weights_problem
 from fst.artefacts.metadata import MAX_NAME, SHA256
-from fst.artefacts.universal_checkpoint import is_universal, universal_config
+from fst.artefacts.universal_checkpoint import universal_config
 from fst.core.errors import FstError
 from fst.models import style_transforms
 from fst.models.universal import BoundStyles, UniversalNet
