@@ -222,6 +222,8 @@ def load_compiled(path: str | Path, device: str | torch.device | None = None, *,
     says it trusts the file (`fst.artefacts.compiled.load_package`), after every check that can be made on its
     data (`read_exported`, `fst.artefacts.compiled.runs_here`). Device None: the one it was compiled for."""
     run, meta, _ = open_compiled(path, device, trusted=trusted)
+    if is_universal(meta) and not is_baked(meta):
+        run = stats_checked(run, meta, str(path))
     return run, meta
 
 

@@ -17,6 +17,7 @@ from fst.artefacts.export import export_model
 from fst.artefacts.exported import load_compiled
 from fst.artefacts.universal_checkpoint import payload
 from fst.cli import main as cli
+from fst.core.errors import FstError
 from fst.io.style_images import load_painting
 from fst.models.universal import UniversalNet
 
@@ -42,6 +43,8 @@ def test_a_package_of_a_universal_network_runs_like_its_checkpoint(tmp_path: Pat
         stats = net.style_stats(load_painting(PAINTING, 64, net.min_side))
         for x in (torch.rand(1, 3, 4, 4), torch.rand(2, 3, 37, 45)):  # the smallest side, odd sizes, a batch
             assert (run(x, stats) - net(x, stats)).abs().max().item() < 1e-4
+    with pytest.raises(FstError, match=r"takes one painting's statistics of shape \(2, 128\)"):
+        run(x, stats[:1])  # one line, before the compiled code sees it
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(tmp_path / "in.png")
     common = ["stylize", str(tmp_path / "in.png"), "--style-image", str(PAINTING), "--style-size", "64", "--device", "cpu",
               "--quiet"]
