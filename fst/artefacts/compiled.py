@@ -99,10 +99,16 @@ def write_aoti(net: TransformerNet, meta: dict[str, Any], channels_last: bool = 
     dims = {0: Dim("batch", min=BATCH[0], max=BATCH[1]), 2: Dim("height", min=SIDE[0], max=SIDE[1]),
             3: Dim("width", min=SIDE[0], max=SIDE[1])}
     sample = tuple(t.float().contiguous() for t in sample_inputs(net))  # the package takes float32
-    meta_json = json.dumps(meta, sort_keys=True, default=str)
     with torch.no_grad():
         program = torch.export.export(Float32Boundary(net, channels_last).eval(), sample,
                                       dynamic_shapes=export_shapes(net, dims))
+    return package(program, meta, net.state_dict(), device)
+
+
+def package(program: Any, meta: dict[str, Any], state: dict[str, torch.Tensor], device: torch.device) -> bytes:
+    """An exported program compiled by AOTInductor into a package's bytes, with fst's metadata and
+    the weights `state` beside the code (what fst reads as data)."""
+    meta_json = json.dumps(meta, sort_keys=True, default=str)
     with tempfile.TemporaryDirectory(prefix="fst-aoti-") as tmp:
         path = Path(tmp) / "model.pt2"
         try:
@@ -113,7 +119,7 @@ def write_aoti(net: TransformerNet, meta: dict[str, Any], channels_last: bool = 
             raise FstError(f"AOTInductor could not compile the network for {device}: {first_line(e)[:300]}") from None
         with zipfile.ZipFile(path) as zf:
             root = package_root(zf.namelist(), str(path))
-        state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         with zipfile.ZipFile(path, "a") as zf:
             zf.writestr(f"{root}/{META_MEMBER}", meta_json)
             zf.writestr(f"{root}/{WEIGHTS_MEMBER}", save_safetensors(state))

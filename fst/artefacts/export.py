@@ -32,6 +32,12 @@ Every artefact takes and returns (B, 3, H, W) RGB in [0, 1] and carries ``fst.js
 archive, ONNX in ``metadata_props`` (each scalar also as its own key, for viewers like Netron),
 including ``weights_sha256``, a digest of the weights that every read checks.
 
+A universal network's checkpoint (docs/universal.md) exports in the same formats, taking a painting's
+statistics as a second input, or with ``--style-image`` one painting baked in (one input, as here);
+ONNX of its inter (WCT) transform is refused (ONNX has no eigendecomposition). That is
+`fst.artefacts.universal_export`; this module hands it the checkpoint once format, dtype, device
+and output are checked.
+
 Reading them back is `fst.artefacts.exported`.
 """
 
@@ -56,8 +62,10 @@ from fst.artefacts.exported import (
     BY_SUFFIX,
     COMPILED,
     DTYPES,
+    EXPORT_VERSION,
     FORMATS,
     META_FILE,
+    ONNX_OPSET,
     SUFFIXES,
     load_compiled,
     load_exported,
@@ -65,14 +73,14 @@ from fst.artefacts.exported import (
     sniff_format,
     weights_digest,
 )
+from fst.assets import resolve_model_path
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
+from fst.artefacts.universal_export import export_universal, is_universal_checkpoint
 from fst.io.files import remove_temps, writing
+from fst.io.style_images import DEFAULT_STYLE_SIZE
 from fst.io.targets import check_outputs
 from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
-
-EXPORT_VERSION = 1
-ONNX_OPSET = 17
 
 
 class InferenceNet(nn.Module):
@@ -124,10 +132,14 @@ def export_model(
     channels_last: bool = False,
     device: str = "cpu",
     say: Callable[[str], None] | None = None,
+    style_image: Path | None = None,
+    style_size: int = DEFAULT_STYLE_SIZE,
 ) -> Path:
     """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder).
-    `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for."""
-    ckpt_path, out = Path(ckpt_path), Path(out)
+    `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for.
+    A universal network's checkpoint goes to `fst.artefacts.universal_export` (`style_image`: the
+    painting to bake in; without it the artefact takes a painting's statistics as an input)."""
+    ckpt_path, out = resolve_model_path(ckpt_path), Path(out)  # sample:universal: a shipped network
     if out.is_dir():
         out = out / (ckpt_path.stem + SUFFIXES[format if format in SUFFIXES else "torchscript"])
     format = format_for(out, format)
@@ -140,6 +152,11 @@ def export_model(
     if device != "cpu" and format not in COMPILED:
         raise FstError(f"--device applies to --format aoti only; a {format} file runs on any device")
     check_output(out, ckpt_path)
+    if is_universal_checkpoint(ckpt_path):
+        return export_universal(ckpt_path, out, format, dtype, channels_last, device, style_image, style_size, say)
+    if style_image is not None:
+        raise FstError(f"{ckpt_path}: --style-image is for a universal network's checkpoint; this network's "
+                       "style is trained into it")
     net, ckpt_meta = transformer_from_checkpoint(ckpt_path)
     net = net.to(torch.device(device), DTYPES[dtype])
     if channels_last:
@@ -268,7 +285,7 @@ WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="fst export", description="Export a trained transformer for single-pass inference.")
-    p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`)")
+    p.add_argument("checkpoint", type=Path, help="an fst checkpoint (.ckpt from `fst fit`), or sample:universal")
     p.add_argument("--out", type=Path, required=True, help="output file (or existing folder)")
     p.add_argument("--format", choices=FORMATS + COMPILED, default=None,
                    help="default: from --out's suffix, else torchscript. aoti: an AOTInductor package (.pt2), the"
@@ -278,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels-last weights and input (faster on tensor cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="aoti only: the device the package is compiled for (auto: cuda when present, else cpu)")
+    p.add_argument("--style-image", type=Path, default=None, metavar="PAINTING",
+                   help="a universal network only: bake this painting in (one input, as a per-painting network);"
+                   " without it the artefact takes a painting's statistics as a second input")
+    p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
+                   help=f"with --style-image: the painting's long side when its statistics are taken (default {DEFAULT_STYLE_SIZE})")
     return p
 
 
@@ -289,10 +311,13 @@ def main(argv: list[str]) -> int:
     elif device == "cuda" and not torch.cuda.is_available():
         raise FstError("--device cuda: no CUDA device is available")
     out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device,
-                       say=lambda line: print(f"fst export: {line}", file=sys.stderr, flush=True))
+                       say=lambda line: print(f"fst export: {line}", file=sys.stderr, flush=True),
+                       style_image=args.style_image, style_size=args.style_size)
     # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
     # A package: we just compiled it, so we trust it.
     _, meta = load_compiled(out, device, trusted=True) if sniff_format(out) in COMPILED else load_exported(out)
     size_mb = out.stat().st_size / 1e6
-    print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, style {meta['style_name']!r}, step {meta['global_step']})")
+    what = (f"universal {meta['universal']['transform']}, " + (f"painting {meta['style_name']!r}" if meta.get("painting")
+            else f"stats input {tuple(meta['stats_shape'])}")) if meta.get("kind") == "universal" else f"style {meta['style_name']!r}"
+    print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, {what}, step {meta['global_step']})")
     return 0

@@ -6,7 +6,9 @@ zips, pickles limited to tensors, no ONNX external data, code or graph calling a
 exporter never writes refused), checks them against the transformer config and the digest, and
 runs its own `TransformerNet` with them, in the exported dtype and memory format, behind the
 TorchScript calling convention: any float dtype in, the same dtype out. The export tests check
-that each runtime gives what that network gives.
+that each runtime gives what that network gives. A universal network's artefact (metadata ``kind:
+"universal"``) is checked by `fst.artefacts.universal_exported` and runs in fst's own `UniversalNet`
+(``model(x, stats)``) or `BoundStyles` (a painting baked in: ``model(x)``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from torch import nn
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import check_finite, check_weights, net_config, transformer_from_state
 from fst.artefacts.metadata import check_metadata
+from fst.artefacts.universal_checkpoint import is_universal
+from fst.artefacts.universal_exported import (
+    check_universal_weights,
+    is_baked,
+    onnx_universal_state,
+    stats_checked,
+    universal_from_state,
+    universal_onnx_bytes,
+)
 from fst.artefacts.sniff import sniff_format
 from fst.core.errors import FstError, first_line
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
@@ -37,6 +48,8 @@ SUFFIXES = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx", "aoti": ".p
 BY_SUFFIX = {".pt": "torchscript", ".pt2": "export", ".onnx": "onnx"}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 META_FILE = "fst.json"
+EXPORT_VERSION = 1
+ONNX_OPSET = 17
 
 
 Model = Callable[..., torch.Tensor]
@@ -62,19 +75,30 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
     memory format, behind the calling convention every artefact has (any float dtype in, the same
     dtype out): fst never runs an artefact's code or graph (`fst.untrusted`)."""
     net, meta = open_exported(path, device)
-    return adapted(net, DTYPES[meta["dtype"]], meta["channels_last"]), meta
+    run = adapted(net, DTYPES[meta["dtype"]], meta["channels_last"])
+    if is_universal(meta) and not is_baked(meta):  # model(x, stats): statistics of the wrong shape are one line
+        run = stats_checked(run, meta, str(path))
+    return run, meta
 
 
 def open_exported(path: str | Path, device: str | torch.device = "cpu",
-                  checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[TransformerNet, dict[str, Any]]:
-    """fst's TransformerNet with an artefact's weights on `device`, in the artefact's dtype and memory
-    format, and the metadata; `checked`: what `read_exported` already returned for `path`."""
+                  checked: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """fst's TransformerNet (or, for a universal network's artefact, `UniversalNet` or `BoundStyles`:
+    `fst.artefacts.universal_exported`) with an artefact's weights on `device`, in the artefact's dtype
+    and memory format, and the metadata; `checked`: what `read_exported` already returned for `path`."""
     state, meta = checked or read_exported(path)
-    net = transformer_from_state(meta["net"], state, str(path))
+    net = model_from_state(meta, state, str(path))
     net = net.requires_grad_(False).to(torch.device(device), DTYPES[meta["dtype"]])  # inference only
     if meta["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
     return net, meta
+
+
+def model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor], origin: str) -> nn.Module:
+    """The eval-mode fp32 network an artefact's checked weights and metadata describe."""
+    if is_universal(meta):
+        return universal_from_state(meta, state, origin)
+    return transformer_from_state(meta["net"], state, origin)
 
 
 def transformer_from_exported(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
@@ -104,7 +128,10 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """`read_exported`'s checks of weights and metadata read from `path`."""
-    check_weights(meta.get("net"), state, str(path))
+    if is_universal(meta):
+        state = check_universal_weights(meta, state, str(path))
+    else:
+        check_weights(meta.get("net"), state, str(path))
     wrong = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor) or v.dtype != DTYPES[meta["dtype"]])
     if wrong:
         raise FstError(f"{path}: weight {wrong[0]} is not {meta['dtype']}, the dtype its metadata records")
@@ -154,6 +181,9 @@ def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     optional("onnx")
     meta = _parse_meta(path, metadata_props(path).get(META_FILE))  # the graph unread
+    if is_universal(meta):
+        proto = read_onnx(path, universal_onnx_bytes(meta, str(path)) + ONNX_GRAPH_SLACK)
+        return _onnx_universal_state(path, proto, meta), meta
     proto = read_onnx(path, onnx_bound(meta["net"], str(path)))
     return _onnx_state_dict(path, proto, meta["net"]), meta
 
@@ -192,6 +222,8 @@ def load_compiled(path: str | Path, device: str | torch.device | None = None, *,
     says it trusts the file (`fst.artefacts.compiled.load_package`), after every check that can be made on its
     data (`read_exported`, `fst.artefacts.compiled.runs_here`). Device None: the one it was compiled for."""
     run, meta, _ = open_compiled(path, device, trusted=trusted)
+    if is_universal(meta) and not is_baked(meta):
+        run = stats_checked(run, meta, str(path))
     return run, meta
 
 
@@ -217,20 +249,38 @@ def open_compiled(path: str | Path, device: str | torch.device | None = None, *,
     return run, meta, (state, meta)
 
 
+def _onnx_tensors(proto: Any) -> dict[str, Any]:
+    """Every array a graph names: its initializers, their Identity aliases (the exporter merges equal
+    weights) and Constant nodes (folded ones)."""
+    onnx = optional("onnx")
+    tensors = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+        elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    return tensors
+
+
+def _onnx_universal_state(path: Path, proto: Any, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """`fst.artefacts.universal_exported.onnx_universal_state`, any malformed graph one line."""
+    try:
+        convs = [list(n.input[1:3]) for n in proto.graph.node if n.op_type == "Conv"]
+        return onnx_universal_state(meta, _onnx_tensors(proto), convs, [t.name for t in proto.graph.initializer], str(path))
+    except FstError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed graph fails in many places
+        raise FstError(f"{path}: its ONNX graph does not hold the universal network's weights: {first_line(e)}") from None
+
+
 def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
     """Weights read off the graph's nodes, each kind in graph order, which is the module order of
     TransformerNet: Conv (weight, bias), InstanceNormalization (scale, shift; one style) and the
     MatMuls of each conditional norm's style weights with its gammas, then betas (several styles).
     Initializer names are unreliable (the exporter merges equal ones)."""
-    onnx = optional("onnx")
     graph = proto.graph
     try:
-        tensors = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        for node in graph.node:  # equal weights become Identity aliases; folded ones Constant nodes
-            if node.op_type == "Identity" and node.input[0] in tensors:
-                tensors[node.output[0]] = tensors[node.input[0]]
-            elif node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                tensors[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+        tensors = _onnx_tensors(proto)
         found = {kind: [list(n.input[1:3]) for n in graph.node if n.op_type == kind] for kind in ("Conv", "InstanceNormalization")}
         matmuls = [n.input[1] for n in graph.node if n.op_type == "MatMul" and n.input[1] in tensors]
         found["MatMul"] = [matmuls[i:i + 2] for i in range(0, len(matmuls), 2)]

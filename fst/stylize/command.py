@@ -28,6 +28,8 @@
 - A universal network (``fst fit --config configs/universal.yaml``) takes any painting with
   ``--style-image PAINTING`` (repeatable: one output per painting, ``--mix``/``--style`` by the
   paintings' names), ``--transform intra|inter`` and ``--style-size``; no training per painting.
+  Its export (``fst export``) takes ``--style-image`` too (the paintings' statistics computed with the
+  encoder the file carries); one exported with a painting baked in takes none (docs/universal.md).
 - ``--strength s``: s * stylised + (1 - s) * content. ``--preserve-color``: luminance from the
   stylised image, chroma from the content.
 - Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the

@@ -15,12 +15,23 @@ from tqdm import tqdm
 
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import style_names, transformer_from_checkpoint
-from fst.artefacts.exported import COMPILED, DTYPES, FORMATS, adapted, open_compiled, open_exported, sniff_format
+from fst.artefacts.exported import (
+    COMPILED,
+    DTYPES,
+    FORMATS,
+    adapted,
+    model_from_state,
+    open_compiled,
+    open_exported,
+    read_exported,
+    sniff_format,
+)
+from fst.artefacts.universal_exported import is_baked
 from fst.core import host_memory
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
-from fst.artefacts.universal_checkpoint import universal_from_checkpoint
+from fst.artefacts.universal_checkpoint import is_universal, universal_from_checkpoint
 from fst.assets import resolve_model_path
 from fst.models.transformer import MIN_SIDE, FixedStyle
 from fst.models.universal import BoundStyles
@@ -64,6 +75,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def with_stats(run: Callable[..., torch.Tensor], eager: Callable[..., torch.Tensor], stats: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """A compiled `run(x, stats)` as a network of one style per painting: a style picked alone runs
+    compiled with its painting's statistics; a blend of several runs `eager` (fst's network)."""
+
+    def full(x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
+        if not w:
+            return run(x, stats[0])
+        row = w[0][0]
+        if bool((w[0] == row).all()) and int((row == 1).sum()) == 1 and int((row == 0).sum()) == row.numel() - 1:
+            return run(x, stats[int(row.argmax())])
+        return eager(x, *w)
+
+    return full
+
+
 class Stylizer:
     """A model on a device: `stylizer(x)` maps (B, 3, H, W) in [0, 1] to the same, fp32.
 
@@ -93,19 +119,28 @@ class Stylizer:
         if trust_compiled and self.format not in COMPILED:
             raise FstError(f"{self.source}: --trust-compiled is for AOTInductor packages (fst export --format aoti); "
                            f"this is {'a ' + self.format + ' file' if self.format else 'not one'}")
-        if self.universal:
-            self._open_universal(style_images, transform, style_size, dtype)
-        elif self.format in FORMATS + COMPILED:
+        if self.format in FORMATS + COMPILED:
             if self.format in COMPILED:  # auto: the device the package was compiled for
                 self._full, self.meta, self._checked = open_compiled(self.source, None if device == "auto" else self.device,
                                                                        trusted=trust_compiled)
                 self.device = torch.device(self.meta["device"])
+                checked = self._checked
             else:  # fst's own network with the artefact's weights: full passes and tiles share it
-                self._eager, self.meta = open_exported(self.source, self.device)
-                self._full = adapted(self._eager, DTYPES[self.meta["dtype"]], self.meta["channels_last"])
+                checked = read_exported(self.source)
+                self.meta = checked[1]
             self.dtype = self.meta["dtype"]
             if dtype not in ("auto", self.dtype):
                 raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
+            if is_universal(self.meta):
+                self._open_universal_artefact(checked, style_images or [], transform, style_size)
+            elif self.universal:
+                raise FstError(f"{self.source}: an exported {self.format} file of a per-painting network; --style-image "
+                               "takes a universal network (its checkpoint, or its export without --style-image)")
+            elif self.format not in COMPILED:
+                self._eager, _ = open_exported(self.source, self.device, checked)
+                self._full = adapted(self._eager, DTYPES[self.dtype], self.meta["channels_last"])
+        elif self.universal:
+            self._open_universal(style_images, transform, style_size, dtype)
         else:  # a checkpoint, or something load_checkpoint will explain the problem with
             self.format = "checkpoint"
             net, self.meta = transformer_from_checkpoint(self.source)
@@ -132,9 +167,6 @@ class Stylizer:
     def _open_universal(self, style_images: list[Path], transform: str | None, style_size: int, dtype: str) -> None:
         """A universal checkpoint with the paintings' statistics bound in: a network of one style per
         painting (`BoundStyles`), so --style, --mix, tiles and clips work as for a several-style network."""
-        if self.format in FORMATS + COMPILED:
-            raise FstError(f"{self.source}: an exported {self.format} file; --style-image takes a universal network's "
-                           "checkpoint (fst fit --config configs/universal.yaml)")
         self.format = "checkpoint"
         net, self.meta = universal_from_checkpoint(self.source)
         if transform is not None:
@@ -151,6 +183,42 @@ class Stylizer:
         self.meta.update(style_name="+".join(self.style_names), transform=net.config["transform"])
         # The widest full-resolution activation: the encoder's first block (64) or the decoder's last.
         self.widest = max(64, round(64 * net.config["width"]))
+
+    def _open_universal_artefact(self, checked: tuple[dict[str, torch.Tensor], dict[str, Any]], style_images: list[Path],
+                                 transform: str | None, style_size: int) -> None:
+        """A universal network's artefact, run as fst's own network with its weights: one that takes a
+        painting's statistics gets them computed here, once, by the encoder and transform it carries;
+        one with its painting baked in is a network of one style. A package's compiled code runs the
+        full passes of one painting."""
+        origin, meta = str(self.source), self.meta
+        exported_with = meta["universal"]["transform"]
+        if transform not in (None, exported_with):
+            raise FstError(f"{origin}: exported with the {exported_with} transform, which its graph holds; --transform "
+                           "is for a universal network's checkpoint")
+        model = model_from_state(meta, checked[0], origin).to(self.device)
+        if is_baked(meta):
+            if style_images:
+                raise FstError(f"{origin}: has its painting ({meta['painting']['file']}) baked in; --style-image is for a "
+                               "universal network's checkpoint or its export without --style-image")
+            bound, self.style_names = model, [meta.get("style_name") or "painting"]
+        else:
+            if not style_images:
+                raise FstError(f"{origin}: a universal network that takes a painting's statistics; give the painting "
+                               "with --style-image")
+            with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
+                stats = torch.stack([model.style_stats(load_painting(p, style_size, model.min_side)) for p in style_images])
+            bound, self.style_names = BoundStyles(model, stats), painting_names(style_images)
+        self._eager = bound.to(self.device, DTYPES[self.dtype])
+        if meta["channels_last"]:
+            self._eager = self._eager.to(memory_format=torch.channels_last)
+        eager = adapted(self._eager, DTYPES[self.dtype], meta["channels_last"])
+        if self.format in COMPILED and not is_baked(meta):
+            self._full = with_stats(self._full, eager, stats)
+        elif self.format not in COMPILED:
+            self._full = eager
+        self.universal = True
+        self.meta = {**meta, "style_name": "+".join(self.style_names), "transform": exported_with}
+        self.widest = max(64, round(64 * meta["universal"]["width"]))
 
     def compile(self) -> None:
         self._compiled = torch.compile(self.eager)

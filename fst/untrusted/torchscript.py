@@ -21,7 +21,11 @@ SCRIPT_OPS = frozenset({
     "_convolution", "convolution", "conv2d", "pad", "reflection_pad2d", "constant_pad_nd",
     "instance_norm", "batch_norm", "relu", "relu_", "sigmoid", "add", "add_", "upsample_nearest2d",
     "size", "sym_size", "dim", "to", "_to_copy", "contiguous", "clone", "floordiv", "floor_divide",
-    "mul", "div", "clamp", "matmul", "mm", "unsqueeze", "_assert_tensor_metadata", "Int", "IntImplicit", "ScalarImplicit", "scalar_tensor", "_assert_scalar", "_assert_async",
+    "mul", "div", "clamp", "matmul", "mm", "unsqueeze",
+    # a universal network (fst/models/universal.py): the VGG encoder's pools, the decoder's
+    # upsampling, a painting's statistics taken apart, and the inter transform's whitening
+    "max_pool2d", "select", "slice", "sub", "clamp_min", "flatten", "reshape", "transpose", "mean", "pow",
+    "linalg_eigh", "eq", "ne", "__isnot__", "_assert_tensor_metadata", "Int", "IntImplicit", "ScalarImplicit", "scalar_tensor", "_assert_scalar", "_assert_async",
     "_functional_assert_async", "sym_constrain_range", "sym_constrain_range_for_size",
     "_functional_sym_constrain_range", "_functional_sym_constrain_range_for_size",
 })
