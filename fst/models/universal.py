@@ -76,18 +76,26 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[list[int]]]:
         """(features at the last layer, the size each pool saw); each block's first ReLU output
         (relu1_1, relu2_1, ...) is appended to `taps` when given (what reconstruction is scored on)."""
-        h, sizes, convs = self.normalize(x), [], iter(self.convs)
+        h, sizes, convs = self.normalize(cpu_layout(x)), [], iter(self.convs)
         for name in self.names:
             if name.startswith("conv"):
                 h = next(convs)(F.pad(h, (1, 1, 1, 1), mode="reflect"))
             elif name.startswith("relu"):
-                h = F.relu(h)
+                h = F.relu(h, inplace=True)  # a conv's own output: in place keeps one full-size tensor fewer
                 if taps is not None and name.endswith("_1"):
                     taps.append(h)
             else:
                 sizes.append(list(h.shape[-2:]))
                 h = F.max_pool2d(h, 2, 2)
         return h, sizes
+
+
+def cpu_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the memory layout the network runs in: channels_last on the CPU, as it is given elsewhere.
+    oneDNN's convolutions work in NHWC; an NCHW tensor is reordered into it and back around every conv,
+    and those reorders took 2/3 of a bf16 1080p pass (docs/universal.md, Speed). Pads, pools, ReLUs,
+    upsampling and the style transforms (fst/models/style_transforms.py) all keep channels_last."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -121,13 +129,13 @@ class Decoder(nn.Module):
         nn.init.constant_(self.out[1].bias, 0.5)  # start at mid-grey, as the transformer's linear output does
 
     def forward(self, t: torch.Tensor, sizes: list[list[int]]) -> torch.Tensor:
-        h = t
+        h = cpu_layout(t)
         for stage, size in zip(self.stages, [*reversed(sizes), None]):
             for layer in stage:
-                h = F.relu(layer(h))
+                h = F.relu(layer(h), inplace=True)
             if size is not None:
                 h = F.interpolate(h, size=size, mode="nearest")
-        y = self.out(h)
+        y = self.out(h).contiguous()  # NCHW out, whatever the layout inside: 3 channels, a cheap copy
         return y if self.training else y.clamp(0, 1)
 
 
