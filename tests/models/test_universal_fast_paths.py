@@ -46,7 +46,7 @@ def _reference_forward(net: UniversalNet, x: torch.Tensor, stats: torch.Tensor) 
             h = F.relu(F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), layer[1].weight.contiguous(), layer[1].bias))
         if size is not None:
             h = F.interpolate(h, size=size, mode="nearest")
-        out = net.decoder.out[1]
+    out = net.decoder.out[1]
     return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), out.weight.contiguous(), out.bias).clamp(0, 1)
 
 
@@ -85,7 +85,8 @@ def test_the_transforms_give_the_formulas_in_either_layout():
         for layout in (torch.contiguous_format, torch.channels_last):
             got = t(f.contiguous(memory_format=layout), stats)
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-        assert t(f.contiguous(memory_format=torch.channels_last), stats).is_contiguous(memory_format=torch.channels_last)
+        channels_last = f.contiguous(memory_format=torch.channels_last)
+        assert t(channels_last, stats).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_fused_conv_relu_only_where_it_is_safe(monkeypatch):
