@@ -18,6 +18,9 @@ input of fixed shape and blends work on any transform: `blend` mixes the transfo
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -30,51 +33,101 @@ EPS = 1e-5
 EIGEN_FLOOR = 1e-4
 
 
+def _rows(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C): one row per position. A view of a channels_last tensor (what the
+    network runs in on the CPU, fst/models/universal.py); a copy of an NCHW one. Statistics and
+    transforms work on rows: on the CPU, an NCHW copy of channels_last features, or a reduction over
+    H and W of them, ran ~10x slower than the same work on rows (bf16, 1080p features)."""
+    b, c, h, w = f.shape
+    return f.transpose(1, 2).transpose(2, 3).reshape(b, h * w, c)  # two transposes: permute, in fewer ops
+
+
+def _unrows(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """(B, N, C) rows -> (B, C, H, W), a channels_last view: no copy."""
+    b, c, h, w = shape
+    return t.reshape(b, h, w, c).transpose(2, 3).transpose(1, 2)
+
+
 def _flat(f: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, N), fp32: statistics in fp32 whatever the network runs in."""
-    return f.float().flatten(2)
+    """(B, C, H, W) -> (B, N, C) rows, fp32: statistics in fp32 whatever the network runs in."""
+    return _rows(f).float()
+
+
+@contextlib.contextmanager
+def _one_thread(x: torch.Tensor) -> Iterator[None]:
+    """One intra-op thread for the block, on the CPU. MKL's threaded eigh of a 256x256 matrix took 0.1 s
+    on 2 cores against 0.02 s on one, and stalled for seconds now and then while another process held
+    a core (docs/universal.md, Speed); the matrix is too small to share."""
+    threads = torch.get_num_threads()
+    if x.device.type != "cpu" or threads == 1 or torch.compiler.is_compiling():
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
     """cov^power for symmetric positive semi-definite (B, C, C) matrices, eigenvalues floored."""
-    values, vectors = torch.linalg.eigh(cov.double())
+    with _one_thread(cov):
+        values, vectors = torch.linalg.eigh(cov.double())
     floor = EIGEN_FLOOR * values.mean(-1, keepdim=True).clamp_min(EPS) + EPS
     values = values.clamp_min(floor) ** power
     return ((vectors * values.unsqueeze(-2)) @ vectors.transpose(-1, -2)).to(cov.dtype)
 
 
 def _covariance(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (B, C, 1) and covariance (B, C, C) of (B, C, N) features."""
-    mean = x.mean(-1, keepdim=True)
+    """Mean (B, 1, C) and covariance (B, C, C) of (B, N, C) rows."""
+    mean = x.mean(1, keepdim=True)
     centred = x - mean
-    return mean, centred @ centred.transpose(-1, -2) / max(x.shape[-1] - 1, 1)
+    return mean, centred.transpose(-1, -2) @ centred / max(x.shape[1] - 1, 1)
+
+
+def _affine(f: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """f · scale + shift per channel (scale, shift (B, 1, C) fp32), computed in fp32, in f's dtype and layout."""
+    return _unrows((_flat(f) * scale + shift).to(f.dtype), f.shape)
 
 
 class Intra(nn.Module):
     """AdaIN: t_c = σ(s_c) · (f_c − μ(f_c)) / σ(f_c) + μ(s_c); stats rows: μ(s), σ(s).
 
-    The photo is normalised by `nn.InstanceNorm2d`, so tiled inference (fst/models/tiling.py) gives
-    every tile the whole image's per-channel statistics, as it does for the transformer's norms."""
+    The photo's μ(f), σ(f) are what tiled inference (fst/models/tiling.py) freezes (`image_stats`,
+    `frozen`), so every tile gets the whole image's, as the transformer's instance norms do. Applied
+    as one affine map per channel (σ(s)/σ(f), then the shift), in fp32."""
 
     name = "intra"
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.norm = nn.InstanceNorm2d(channels, affine=False, eps=EPS)
+        # Set by tiled inference: the whole image's (mean, biased variance), each (B, 1, C) fp32.
+        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def stats(self, s: torch.Tensor) -> torch.Tensor:
         """(2, C): the painting's per-channel mean and standard deviation."""
-        var, mean = torch.var_mean(_flat(s)[0], dim=-1, correction=0)
-        return torch.stack([mean, (var + EPS).sqrt()])
+        mean, var = self.image_stats(s[:1])
+        return torch.cat([mean[0], (var[0] + EPS).sqrt()])
+
+    def image_stats(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features' per-channel mean and biased variance, each (B, 1, C) fp32 (two passes: no
+        cancellation where the mean is large against the spread)."""
+        x = _flat(f)
+        mean = x.mean(1, keepdim=True)
+        return mean, (x - mean).pow(2).mean(1, keepdim=True)
 
     def forward(self, f: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        mean, std = stats[0].to(f.dtype), stats[1].to(f.dtype)
-        return self.norm(f) * std[:, None, None] + mean[:, None, None]
+        mean, var = self.frozen if self.frozen is not None else self.image_stats(f)
+        scale = stats[1].float() * (var + EPS).pow(-0.5)
+        return _affine(f, scale, stats[0].float() - mean * scale)
 
 
 class Inter(nn.Module):
-    """WCT: t = Σ_s^{1/2} Σ_f^{-1/2} (f − μ_f) + μ_s; stats rows: μ_s, then the C rows of Σ_s^{1/2}."""
+    """WCT: t = Σ_s^{1/2} Σ_f^{-1/2} (f − μ_f) + μ_s; stats rows: μ_s, then the C rows of Σ_s^{1/2}.
+
+    Applied as one matrix M = Σ_s^{1/2} Σ_f^{-1/2} (C x C, formed in fp64) and one shift μ_s − M μ_f:
+    one product with the features instead of two."""
 
     name = "inter"
 
@@ -87,23 +140,23 @@ class Inter(nn.Module):
     def stats(self, s: torch.Tensor) -> torch.Tensor:
         """(1 + C, C): the painting's mean, then its colouring matrix Σ_s^{1/2}."""
         mean, cov = _covariance(_flat(s)[:1])
-        return torch.cat([mean[0].T, _matrix_power(cov, 0.5)[0]])
+        return torch.cat([mean[0], _matrix_power(cov, 0.5)[0]])
 
     def image_stats(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What tiled inference freezes: the whole image's whitening (fst/models/tiling.py)."""
         return self.whitening(f)
 
     def whitening(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The photo's mean (B, C, 1) and whitening matrix Σ_f^{-1/2} (B, C, C)."""
+        """The photo's mean (B, 1, C) and whitening matrix Σ_f^{-1/2} (B, C, C)."""
         mean, cov = _covariance(_flat(f))
         return mean, _matrix_power(cov, -0.5)
 
     def forward(self, f: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = f.shape
         mean, whiten = self.frozen if self.frozen is not None else self.whitening(f)
-        colour = stats[1:].float()
-        t = colour @ (whiten @ (_flat(f) - mean)) + stats[0].float()[:, None]
-        return t.reshape(b, c, h, w).to(f.dtype)
+        m = (stats[1:].double() @ whiten.double()).float()  # (B, C, C)
+        shift = stats[0].float() - mean @ m.transpose(-1, -2)  # (B, 1, C)
+        t = _flat(f) @ m.transpose(-1, -2) + shift
+        return _unrows(t.to(f.dtype), f.shape)
 
 
 TRANSFORMS: dict[str, type[nn.Module]] = {"intra": Intra, "inter": Inter}

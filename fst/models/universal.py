@@ -46,6 +46,38 @@ def min_side(layer: str) -> int:
     return 2 * 2 ** sum(name.startswith("pool") for name in _encoder_plan(layer))
 
 
+def cpu_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the memory layout the network runs in: channels_last on the CPU, as it is given elsewhere.
+    oneDNN's convolutions work in NHWC; an NCHW tensor is reordered into it and back around every conv,
+    and those reorders took 2/3 of a bf16 1080p pass (docs/universal.md, Speed). Pads, pools, ReLUs,
+    upsampling and the style transforms (fst/models/style_transforms.py) all keep channels_last."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def _fused_ok(x: torch.Tensor) -> bool:
+    """Whether a conv + ReLU on `x` may run as oneDNN's fused op: eager CPU inference only (no autograd
+    formula; traced, compiled and exported graphs keep plain aten ops, which their readers check), in a
+    dtype oneDNN runs natively here (bf16 on an AVX2-only CPU stays on the plain path, fp32 there)."""
+    if x.device.type != "cpu" or torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    if x.dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return x.dtype == torch.float32
+
+
+def pad_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """ReLU(conv(reflection-pad(x, 1))). In eager CPU inference, the conv and ReLU are one oneDNN op
+    (the ReLU applied as the conv writes its output: one pass over the largest tensors fewer; equal
+    results)."""
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    if _fused_ok(x):
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1,
+                                                       "relu", [None], "")
+    return F.relu(conv(x), inplace=True)  # a conv's own output: in place keeps one full-size tensor fewer
+
+
 class Encoder(nn.Module):
     """VGG16's features up to `layer` (max pools), frozen; returns the features and the size each pool
     saw, so the decoder can go back to exactly that size (odd sizes included). Its convs pad by
@@ -76,12 +108,11 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[list[int]]]:
         """(features at the last layer, the size each pool saw); each block's first ReLU output
         (relu1_1, relu2_1, ...) is appended to `taps` when given (what reconstruction is scored on)."""
-        h, sizes, convs = self.normalize(x), [], iter(self.convs)
+        h, sizes, convs = self.normalize(cpu_layout(x)), [], iter(self.convs)
         for name in self.names:
-            if name.startswith("conv"):
-                h = next(convs)(F.pad(h, (1, 1, 1, 1), mode="reflect"))
+            if name.startswith("conv"):  # in VGG a ReLU follows every conv: applied with it
+                h = pad_conv_relu(next(convs), h)
             elif name.startswith("relu"):
-                h = F.relu(h)
                 if taps is not None and name.endswith("_1"):
                     taps.append(h)
             else:
@@ -121,13 +152,13 @@ class Decoder(nn.Module):
         nn.init.constant_(self.out[1].bias, 0.5)  # start at mid-grey, as the transformer's linear output does
 
     def forward(self, t: torch.Tensor, sizes: list[list[int]]) -> torch.Tensor:
-        h = t
+        h = cpu_layout(t)
         for stage, size in zip(self.stages, [*reversed(sizes), None]):
-            for layer in stage:
-                h = F.relu(layer(h))
+            for layer in stage:  # (ReflectionPad2d(1), Conv2d): the parameters keep their names
+                h = pad_conv_relu(layer[1], h)
             if size is not None:
                 h = F.interpolate(h, size=size, mode="nearest")
-        y = self.out(h)
+        y = self.out(h).contiguous()  # NCHW out, whatever the layout inside: 3 channels, a cheap copy
         return y if self.training else y.clamp(0, 1)
 
 

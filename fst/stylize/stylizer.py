@@ -172,6 +172,8 @@ class Stylizer:
         if transform is not None:
             net = net.with_transform(transform)
         net = net.to(self.device)
+        if self.device.type == "cpu":  # the layout it runs in there (universal.cpu_layout): no reorder per conv
+            net = net.to(memory_format=torch.channels_last)
         with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
             stats = torch.stack([net.style_stats(load_painting(p, style_size, net.min_side)) for p in style_images])
         self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype

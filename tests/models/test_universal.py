@@ -81,7 +81,7 @@ def test_a_blend_of_one_painting_is_that_painting():
 
 @pytest.mark.parametrize("transform", ["intra", "inter"])
 def test_tiles_match_one_pass(transform):
-    # Tiles take the whole image's statistics (instance norm for intra, whitening for inter), so they
+    # Tiles take the whole image's statistics (channel means and variances for intra, whitening for inter), so they
     # give what one pass gives up to the blending of their overlaps.
     torch.manual_seed(1)
     net = UniversalNet(transform, "relu2_1").eval()
