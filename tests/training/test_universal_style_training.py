@@ -26,6 +26,7 @@ from fst.training.universal_style import StyleObjective
 from runs import ROOT, fst_env
 
 TINY = ROOT / "tests" / "configs" / "universal_style_tiny.yaml"
+PER_PAINTING = ROOT / "tests" / "configs" / "tiny.yaml"
 PHOTO = ROOT / "fst" / "assets" / "photos" / "cat.jpg"
 
 
@@ -108,12 +109,13 @@ def test_style_weight_needs_its_paintings():
         UniversalModule(pixel_weight=0, feature_weight=0)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--data.style_shards", "{tmp}/nowhere"], "fst fit: error: style_shards: missing shard"),
-    (["--data.style_shards", "null"], "fst fit: error: model.style_weight > 0 trains on paintings"),
-])
-def test_a_run_without_its_paintings_stops_in_one_line(tmp_path, extra, message):
-    done = fst("fit", "--config", TINY, "--trainer.default_root_dir", tmp_path / "run",
+@pytest.mark.parametrize("config, extra, message", [
+    (TINY, ["--data.style_shards", "{tmp}/nowhere"], "fst fit: error: style_shards: missing shard"),
+    (TINY, ["--data.style_shards", "null"], "fst fit: error: model.style_weight > 0 trains on paintings"),
+    (PER_PAINTING, ["--data.style_shards", "sample"], "fst fit: error: data.style_shards is for a universal network"),
+], ids=["missing shards", "no style shards", "per-painting network"])
+def test_a_run_without_its_paintings_stops_in_one_line(tmp_path, config, extra, message):
+    done = fst("fit", "--config", config, "--trainer.default_root_dir", tmp_path / "run",
                *[e.format(tmp=tmp_path) for e in extra])
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
     assert not (tmp_path / "run").exists()  # refused before any folder was made
