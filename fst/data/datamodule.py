@@ -14,7 +14,8 @@ Batch contract (the train and the val loader alike)::
 
 Train pipeline per worker: shard list -> (finite: split_by_node, split_by_worker, shard shuffle |
 resampled: random shards per rank and worker) -> tar samples -> shuffle buffer -> decode to RGB
--> resize short side to crop_size -> random crop -> optional flip -> batch.
+-> resize short side to crop_size -> random crop -> optional flip -> batch -> (with style_shards)
+random paintings, cropped alike, joined to each batch (fst/data/paintings.py).
 
 Bad data is skipped, never waited on: unreadable shards and undecodable samples are warned about
 (undecodable ones also counted in "skipped"), with no pause. MAX_TRIES shard reads in a row without a
