@@ -79,4 +79,3 @@ class WithPaintings(PipelineStage):
             batch["style"] = torch.stack(images)
             batch["skipped"] = batch["skipped"] + skipped
             yield batch
-
