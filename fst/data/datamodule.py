@@ -8,10 +8,14 @@ Batch contract (the train and the val loader alike)::
                       separate processes, so the count travels with the data: the LightningModule
                       sums it and logs `data/skipped`. Always 0 for val.
     batch["key"]      list[str], B entries: each image's webdataset `__key__` (file stem for val)
+    batch["style"]    FloatTensor [P, 3, S, S], train only and only with `style_shards`: random
+                      paintings cropped as the photos are, P = B (style_draw "image") or 1 ("batch");
+                      bad paintings are counted in "skipped" too (fst/data/paintings.py)
 
 Train pipeline per worker: shard list -> (finite: split_by_node, split_by_worker, shard shuffle |
 resampled: random shards per rank and worker) -> tar samples -> shuffle buffer -> decode to RGB
--> resize short side to crop_size -> random crop -> optional flip -> batch.
+-> resize short side to crop_size -> random crop -> optional flip -> batch -> (with style_shards)
+random paintings, cropped alike, joined to each batch (fst/data/paintings.py).
 
 Bad data is skipped, never waited on: unreadable shards and undecodable samples are warned about
 (undecodable ones also counted in "skipped"), with no pause. MAX_TRIES shard reads in a row without a
@@ -41,6 +45,7 @@ from fst.core.domain import at_least
 from fst.core.errors import FstError
 from fst.data import pipes
 from fst.data.batches import Batch, MainProcess, errors_as_batches
+from fst.data.paintings import WithPaintings, check_draw, resolve_style_shards
 from fst.data.photos import collate_photos, load_photos
 from fst.data.specs import SAMPLE, resolve_shards
 from fst.data.stages import Augment, ReadShards, Shuffle, worker_seed
@@ -67,6 +72,8 @@ class ShardDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         decode_on_device: bool = False,
         seed: int = 0,
+        style_shards: str | None = None,
+        style_draw: str = "image",
     ) -> None:
         """
         Args:
@@ -90,6 +97,10 @@ class ShardDataModule(pl.LightningDataModule):
             decode_on_device: decode JPEGs and crop on the training device (nvJPEG on CUDA) instead
                 of in the loader workers; see fst/data/device_decode.py.
             seed: seeds shard order, shuffling, crops and flips.
+            style_shards: a style corpus for a universal network trained with a style loss: shards that
+                `fst shards PAINTINGS_FOLDER --out DIR` made (any spec train_shards takes), or "sample"
+                (fst's own paintings); None (the default): photos only.
+            style_draw: ``image`` (a painting per photo) or ``batch`` (one painting per batch).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -101,6 +112,7 @@ class ShardDataModule(pl.LightningDataModule):
             at_least(name, value, low)
         if epoch_length is not None:
             at_least("epoch_length", epoch_length, 1)
+        check_draw(style_draw)
         if resampled and not epoch_length:
             raise FstError("resampled=True needs epoch_length (batches per epoch per rank)")
         self.train_shards = train_shards
@@ -117,6 +129,9 @@ class ShardDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.decode_on_device = decode_on_device
         self.seed = seed
+        self.style_shards = style_shards
+        self.style_draw = style_draw
+        self.style_urls: list[str] = []
         self.urls: list[str] = []
         self.photos: list[dict] = []
         self.stream_seed = seed  # re-derived on resume so a resumed run continues with fresh data
@@ -125,6 +140,8 @@ class ShardDataModule(pl.LightningDataModule):
         """The shards and the preview folder exist (before a run creates any folder); the shard
         list found is the one `setup` uses."""
         self.urls = resolve_shards(self.train_shards)
+        if self.style_shards is not None:
+            self.style_urls = resolve_style_shards(self.style_shards)
         if self.val_photos is not None:
             self._val_folder()
 
@@ -143,10 +160,16 @@ class ShardDataModule(pl.LightningDataModule):
             from fst.data.shards import sample_shards
 
             sample_shards()
+        if self.style_shards == SAMPLE:
+            from fst.data.shards import sample_style_shards
+
+            sample_style_shards()
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             self.urls = self.urls or resolve_shards(self.train_shards)
+            if self.style_shards is not None:
+                self.style_urls = self.style_urls or resolve_style_shards(self.style_shards)
             self._check_world_size()
         if stage in (None, "fit", "validate") and self.val_photos is not None:
             self.photos = load_photos(self._val_folder(), self.val_count, self.val_size)
@@ -203,6 +226,8 @@ class ShardDataModule(pl.LightningDataModule):
             Shuffle(self.shuffle_buffer, self.stream_seed) if self.shuffle_buffer > 1 else None,
             Augment(self.crop_size, self.flip, self.stream_seed, decode=not self.decode_on_device),
             Batch(self.batch_size, partial=not self.resampled),
+            WithPaintings(self.style_urls, self.crop_size, self.flip, self.shuffle_buffer, self.stream_seed,
+                          self.style_draw) if self.style_urls else None,
             errors_as_batches,
         )
 

@@ -17,6 +17,7 @@ import fcntl
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fst.assets import sample_photos_dir
+from fst.assets import sample_photos_dir, sample_styles_dir
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
 from fst.data.manifest import MANIFEST, Settings, fresh_manifest, remove_stale, resume_state, save_manifest
@@ -37,6 +38,7 @@ from fst.io.targets import check_outputs
 
 SAMPLE_SHARD_SIZE = 25  # 100 embedded photos -> 4 shards: splits evenly over 2 ranks x 2 workers
 SAMPLE_PREFIX = "sample"
+SHOWN_SKIPS = 50  # lines naming skipped files; the manifest lists every one
 LOCK = ".lock"  # beside the shards: two builders into one folder take turns
 
 
@@ -46,6 +48,15 @@ def sample_shards(out: Path | str | None = None) -> Path:
     out = Path(out) if out is not None else cache_dir() / "sample_shards"
     settings = Settings(prefix=SAMPLE_PREFIX, shard_size=SAMPLE_SHARD_SIZE, max_size=512, quality=95)
     build_shards(sample_photos_dir(), out, settings, workers=1, progress=False)
+    return out
+
+
+def sample_style_shards(out: Path | str | None = None) -> Path:
+    """Shards of fst's own sample paintings in `out` (default `$FST_CACHE/sample_style_shards`): the
+    smallest style corpus, for `style_shards: sample` (fst/data/paintings.py)."""
+    out = Path(out) if out is not None else cache_dir() / "sample_style_shards"
+    settings = Settings(prefix=SAMPLE_PREFIX, shard_size=SAMPLE_SHARD_SIZE, max_size=512, quality=95)
+    build_shards(sample_styles_dir(), out, settings, workers=1, progress=False)
     return out
 
 
@@ -176,12 +187,14 @@ def _parser() -> argparse.ArgumentParser:
             "INPUT is a COCO root (train2017/, train2014/, val2017/ ... with optional\n"
             "annotations/captions_SPLIT.json) or any folder of images, searched recursively\n"
             f"({' '.join(IMAGE_SUFFIXES)}). Each sample is KEY.jpg + KEY.json (+ KEY.txt caption).\n"
-            "Unusable files are skipped and listed with their reason in the manifest;\n"
-            "rerunning resumes (complete shards are verified by sha256 and kept)."
+            "Unusable files are skipped, each named on stderr and listed with its reason in\n"
+            "the manifest; rerunning resumes (complete shards are verified by sha256 and kept).\n"
+            "A folder of paintings makes style shards (a universal network's data.style_shards)."
         ),
         epilog=(
             "examples:\n  fst shards /data/coco --out /data/coco-shards\n"
             "  fst shards ~/photos --out shards/ --max-size 384 --shard-size 500\n"
+            "  fst shards ~/wikiart --out style-shards/   # paintings: a universal network's data.style_shards\n"
             "  fst shards --sample            # the embedded photos, into $FST_CACHE/sample_shards"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -236,6 +249,10 @@ def main(argv: list[str]) -> int:
         settings = Settings(prefix, args.shard_size, args.max_size, args.quality)
         out = args.out
         manifest = build_shards(args.input, out, settings, workers=args.workers, splits=splits, progress=not args.quiet)
+    for skip in manifest["skipped"][:SHOWN_SKIPS]:  # in a folder of any images, one bad file is that file's line
+        print(f"skipped {skip['path']}: {skip['reason']}", file=sys.stderr)
+    if len(manifest["skipped"]) > SHOWN_SKIPS:
+        print(f"... and {len(manifest['skipped']) - SHOWN_SKIPS} more skipped", file=sys.stderr)
     print(
         f"{manifest['samples']} samples in {len(manifest['shards'])} shards in {out}; "
         f"{len(manifest['skipped'])} files skipped (listed in {out / MANIFEST})"

@@ -101,6 +101,12 @@ class FstCLI(LightningCLI):
             self.model.check_style_files()
         else:
             console.resuming()
+        check_paintings = getattr(self.model, "check_paintings", None)  # a universal network's style corpus
+        if check_paintings is not None:
+            check_paintings(self.datamodule.style_shards)
+        elif self.datamodule.style_shards is not None:
+            raise FstError("data.style_shards is for a universal network trained with a style loss "
+                           "(model.transform and model.style_weight > 0); a per-painting network takes its painting")
         self.datamodule.check_inputs()
 
     def _lock_checkpoint_folder(self) -> None:

@@ -9,6 +9,15 @@ style transform at inference, so one trained decoder serves both transforms (``i
 ``inter`` WCT) and every painting, and none is "held out" in the sense a per-painting network's is.
 `transform` picks the transform the checkpoint carries by default and the previews show both.
 
+With ``style_weight`` > 0 the decoder also learns to paint (AdaIN's recipe, fst/training/universal_style.py):
+each photo is decoded from its features with a painting's statistics (``transform`` is the one trained
+with), scored by a content term at the transform's layer and a style loss of the registry against
+the painting; the paintings come from ``data.style_shards``. Then
+
+    loss = pixel_weight · pixel + feature_weight · feature + content_weight · content + style_weight · style
+
+and a pixel and feature weight of 0 (configs/universal_style.yaml) leave the reconstruction pass out.
+
 Its typed ``__init__`` is the ``model:`` section of configs/universal.yaml; batches follow
 `fst.data.datamodule`'s contract, as StyleTransferModule's do.
 """
@@ -32,14 +41,9 @@ from fst.models.weights import resolve
 from fst.training import console
 from fst.training.run_logger import tensorboard_of
 from fst.training.style_image import load_style
+from fst.training.universal_style import StyleObjective, relative_mse
 
 DEFAULT_PREVIEW_STYLES = ["sample:the_scream", "sample:composition_vii"]
-
-
-def relative_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """‖a − b‖² / ‖b‖², in fp32: dimensionless, so every layer and the pixels weigh alike."""
-    a, b = a.float(), b.float()
-    return (a - b).pow(2).mean() / b.pow(2).mean().clamp_min(1e-8)
 
 
 class UniversalModule(pl.LightningModule):
@@ -55,6 +59,11 @@ class UniversalModule(pl.LightningModule):
         preview_styles: list[str] | None = None,
         preview_style_size: int = 256,
         preview_images: int = 4,
+        style_weight: float = 0.0,
+        content_weight: float = 1.0,
+        style_loss: str = "intra",
+        style_layers: list[str] | None = None,
+        style_layer_weights: list[float] | None = None,
     ):
         """
         Args:
@@ -73,17 +82,26 @@ class UniversalModule(pl.LightningModule):
                 sample:NAME); they take no part in training.
             preview_style_size: long side the preview paintings are resized to before their statistics are taken.
             preview_images: validation photos shown in the preview grid.
+            style_weight: weight of the style loss against the paintings of ``data.style_shards``; 0 (the
+                default) trains on reconstruction alone and takes no paintings.
+            content_weight: weight of the content term ‖E(y) − t‖² / ‖t‖² (only with style_weight > 0).
+            style_loss: ``inter`` / ``intra`` (that family's default) or a registered loss name (`fst losses`),
+                as for a per-painting network; ``intra`` (mean_std) is AdaIN's.
+            style_layers: VGG16 layers of the style loss (default: a per-painting network's, relu1_2 to relu4_3).
+            style_layer_weights: one weight per style layer (default: a per-painting network's).
         """
         super().__init__()
         self.save_hyperparameters()
         positive("lr", lr)
         for name, value in (("pixel_weight", pixel_weight), ("feature_weight", feature_weight),
-                            ("preview_images", preview_images)):
+                            ("preview_images", preview_images), ("style_weight", style_weight),
+                            ("content_weight", content_weight), *(("style_layer_weights", w) for w in style_layer_weights or [])):
             at_least(name, value, 0)
-        if pixel_weight + feature_weight <= 0:
-            raise FstError("pixel_weight and feature_weight are both 0: nothing to train")
+        if pixel_weight + feature_weight + style_weight <= 0:
+            raise FstError("pixel_weight, feature_weight and style_weight are all 0: nothing to train")
         self.net = UniversalNet(transform, layer, width)
-        self.min_side = min_side(layer)
+        self.style = StyleObjective(style_loss, style_layers, style_layer_weights, vgg_weights) if style_weight else None
+        self.min_side = max(min_side(layer), self.style.min_side if self.style else 0)
         at_least("preview_style_size", preview_style_size, self.min_side)
         self.preview_paths = [resolve_style_path(s) for s in (DEFAULT_PREVIEW_STYLES if preview_styles is None
                                                                else preview_styles)]
@@ -99,6 +117,14 @@ class UniversalModule(pl.LightningModule):
             raise FstError(f"{name} must be >= {self.min_side} for a universal network up to "
                            f"{self.hparams.layer} (each VGG pool halves it), got {side}")
 
+    def check_paintings(self, style_shards: str | None) -> None:
+        """The style objective and a style corpus come together (fst fit checks before a run starts)."""
+        if self.style is not None and style_shards is None:
+            raise FstError("model.style_weight > 0 trains on paintings: set data.style_shards (style shards of a "
+                           "folder of paintings: fst shards PAINTINGS_FOLDER --out DIR; or sample)")
+        if self.style is None and style_shards is not None:
+            raise FstError("data.style_shards is set but model.style_weight is 0: the paintings would not be used")
+
     def check_style_files(self) -> None:
         for path in self.preview_paths:
             if not path.is_file():
@@ -112,6 +138,8 @@ class UniversalModule(pl.LightningModule):
         if not self._encoder_loaded:
             self.net.encoder.load_vgg(resolve("vgg16", self.hparams.vgg_weights).state_dict)
             self._encoder_loaded = True
+        if self.style is not None:
+            self.style.load()  # kept out of checkpoints: built from the VGG weights, resumed or not
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._encoder_loaded = True
@@ -150,9 +178,26 @@ class UniversalModule(pl.LightningModule):
         terms["total"] = self.hparams.pixel_weight * terms["pixel"] + self.hparams.feature_weight * terms["feature"]
         return terms
 
+    def training_terms(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Every term of one training step and their weighted total (see the module docstring)."""
+        hp, x = self.hparams, batch["image"]
+        terms: dict[str, torch.Tensor] = {}
+        total = x.new_zeros((), dtype=torch.float32)
+        if hp.pixel_weight + hp.feature_weight > 0:
+            terms = self.reconstruction_terms(x)
+            total = terms.pop("total")
+        if self.style is not None:
+            if "style" not in batch:
+                raise FstError("model.style_weight > 0 trains on paintings but the batch holds none: set data.style_shards")
+            painted = self.style.terms(self.net, x, batch["style"])
+            total = total + hp.content_weight * painted["content"] + hp.style_weight * painted["style"]
+            terms.update(painted)
+        terms["total"] = total
+        return terms
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]
-        terms = self.reconstruction_terms(x)
+        terms = self.training_terms(batch)
         total = terms["total"]
         if not torch.isfinite(total):
             raise FstError(f"loss is {total.item()} at step {self.global_step}: stopping; "
