@@ -98,6 +98,7 @@ class Encoder(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.channels = c_in
         self.requires_grad_(False)
+        self.eval()  # frozen from the start: a LightningModule then sees it in eval mode at on_fit_start
 
     def load_vgg(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Copy the convs from a torchvision VGG16 `features` state dict (fst.models.weights)."""

@@ -43,6 +43,7 @@ def universal_ckpt(tmp_path_factory) -> Path:
     # --model.transform on the command line picks the universal module as a config's `transform:` does.
     done = fst("fit", "--config", TINY, "--model.transform", "inter", "--trainer.default_root_dir", root)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "eval mode" not in done.stderr  # the frozen encoder is frozen on purpose: no warning asks the user
     return root / "checkpoints" / "last.ckpt"
 
 
