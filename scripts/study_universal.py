@@ -168,7 +168,8 @@ def make_outputs(args: argparse.Namespace, photos: list[Path]) -> list[str]:
     """Every method's outputs (skipped where already complete); the method names."""
     methods = []
     for label, ckpt in args.universal:
-        for transform in args.transforms:
+        label, _, only = label.partition("@")  # LABEL@intra=CKPT: that transform only
+        for transform in [only] if only else args.transforms:
             name = f"{label}_{transform}"
             methods.append(name)
             out = args.out / "out" / name
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", type=Path, nargs="+", required=True)
     p.add_argument("--paintings", type=Path, nargs="+", required=True)
     p.add_argument("--universal", nargs="+", default=["shipped=sample:universal"], metavar="LABEL=CKPT",
-                   help="universal checkpoints; the first is the one timed and measured for flicker")
+                   help="universal checkpoints (LABEL@intra=CKPT: one transform only); the first is the one timed "
+                        "and measured for flicker")
     p.add_argument("--transforms", nargs="+", default=["intra", "inter"])
     p.add_argument("--quickstart", nargs="*", default=[], metavar="PAINTING_STEM=CKPT")
     p.add_argument("--no-peer", dest="peer", action="store_false")
