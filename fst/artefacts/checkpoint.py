@@ -38,6 +38,7 @@ from fst.untrusted.torch_files import read_torch
 
 FORMAT = 1
 PREFIX = "transformer."
+BOUND = "styles.stats"  # a universal network fine-tuned to a painting binds its statistics (universal_checkpoint)
 BLOCK_TENSORS = 8  # a residual block: two convs and two instance norms, weight and bias each
 
 
@@ -100,6 +101,9 @@ def check_checkpoint(ckpt: Any, origin: str, storage_bytes: int) -> None:
         raise FstError(f"{origin}: not an fst checkpoint (its 'fst' entry is a {type(meta).__name__}, not a dict)")
     if meta.get("format") != FORMAT:
         raise FstError(f"{origin}: fst checkpoint format {describe(meta.get('format'))}, this fst reads {FORMAT}")
+    if meta.get("kind") == UNIVERSAL and isinstance(state, dict) and BOUND in state:
+        raise FstError(f"{origin}: a universal network fine-tuned to {describe(meta.get('style_name'))}: fst stylize "
+                       "takes it (--style-image optional); it does not take this command")
     if meta.get("kind") == UNIVERSAL:
         raise FstError(f"{origin}: a universal network: give it the painting to apply (fst stylize ... --style-image "
                        "PAINTING); it does not take this command")
@@ -136,9 +140,11 @@ def check_statistics(state: dict[str, torch.Tensor], n_styles: int, origin: str)
                            f"fst's are float, at most 2-D, of at most {MAX_STAT} elements")
 
 
-def transformer_from_checkpoint(ckpt: str | Path | dict[str, Any]) -> tuple[TransformerNet, dict[str, Any]]:
-    """(eval-mode TransformerNet with the trained weights, the checkpoint's fst metadata)."""
-    origin = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
+def transformer_from_checkpoint(ckpt: str | Path | dict[str, Any], origin: str | None = None
+                                ) -> tuple[TransformerNet, dict[str, Any]]:
+    """(eval-mode TransformerNet with the trained weights, the checkpoint's fst metadata); `origin`
+    names a checkpoint given as a dict in errors."""
+    origin = origin or ("checkpoint" if isinstance(ckpt, dict) else str(ckpt))
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
     meta = dict(ckpt["fst"])

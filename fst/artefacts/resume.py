@@ -6,7 +6,8 @@ Adam's step, each after the run's log folder exists. `read_resumable` refuses su
 line while it is still a list of meta-device tensors (`fst.artefacts.checkpoint.load_checkpoint`):
 the transformer's weights and the style statistics as for every checkpoint, and the optimizer's
 state, parameter by parameter, against the network of the checkpoint's own config (Lightning
-rebuilds the model from the checkpoint's hyperparameters).
+rebuilds the model from the checkpoint's hyperparameters). A network fine-tuned from a universal one
+(fst/training/universal_base.py) is a universal checkpoint: its optimizer trains the decoder.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 import torch
 
-from fst.artefacts.checkpoint import load_checkpoint, net_config
+from fst.artefacts.checkpoint import net_config
+from fst.artefacts.universal_checkpoint import is_universal, load_model_checkpoint, universal_config
 from fst.core.errors import FstError
 from fst.models.transformer import ConditionalInstanceNorm, TransformerNet
+from fst.models.universal import UniversalNet
 from fst.untrusted.plain_data import describe
 
 MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # Adam's and AdamW's per-parameter state
@@ -26,18 +29,13 @@ MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # Adam's and AdamW's per-
 
 def read_resumable(path: str | Path) -> dict[str, Any]:
     """The checkpoint at `path`, once it is one training can resume from (see above)."""
-    return load_checkpoint(path, check_resumable)
+    return load_model_checkpoint(path, check_resumable)
 
 
 def check_resumable(ckpt: dict[str, Any], origin: str) -> None:
     """Every optimizer's state fits the parameters it trains: all of the transformer's, or only
     its conditional norms' (a run adding styles to a base checkpoint), in module order."""
-    config = net_config(ckpt["fst"].get("net"), origin)  # load_checkpoint checked the weights against it
-    with torch.device("meta"):
-        net = TransformerNet(**config)
-    every = [(n, tuple(p.shape)) for n, p in net.named_parameters()]
-    norms = {name for name, m in net.named_modules() if isinstance(m, ConditionalInstanceNorm)}
-    styles_only = [(n, s) for n, s in every if n.rsplit(".", 1)[0] in norms]
+    every, styles_only = _trained(ckpt["fst"], origin)
     optimizers = ckpt.get("optimizer_states", [])
     if not isinstance(optimizers, list):
         raise FstError(f"{origin}: its optimizer_states is {describe(optimizers)}, not a list")
@@ -50,6 +48,18 @@ def check_resumable(ckpt: dict[str, Any], origin: str) -> None:
         shapes = dict(zip(ids, params))
         for pid, state in opt["state"].items():
             _check_state(pid, state, shapes, origin)
+
+
+def _trained(meta: dict[str, Any], origin: str) -> tuple[list[tuple[str, tuple[int, ...]]], list]:
+    """(name, shape) of every parameter a run of this checkpoint's network trains, and of only its
+    conditional norms' (none for a universal network, whose frozen encoder never trains)."""
+    universal = is_universal(meta)
+    with torch.device("meta"):  # the loader checked the weights against the config
+        net = UniversalNet(**universal_config(meta.get("universal"), origin)) if universal else \
+            TransformerNet(**net_config(meta.get("net"), origin))
+    every = [(n, tuple(p.shape)) for n, p in net.named_parameters() if p.requires_grad]
+    norms = {name for name, m in net.named_modules() if isinstance(m, ConditionalInstanceNorm)}
+    return every, [(n, s) for n, s in every if n.rsplit(".", 1)[0] in norms]
 
 
 def _parameter_ids(opt: Any, origin: str) -> list[int]:

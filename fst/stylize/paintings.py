@@ -1,6 +1,6 @@
 """The paintings a universal network is given at inference (`fst stylize --style-image`): read once
-per run (`fst.io.style_images`: decoded, resized, checked; one flat colour or too small is one line),
-and named.
+per run (`fst.io.style_images`: decoded, resized, checked; one flat colour or too small is one line;
+`fst.models.painting_stats`: their statistics taken), and named.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fst.io.style_images import DEFAULT_STYLE_SIZE, FLAT, load_painting
+from fst.models.painting_stats import painting_stats
 
-__all__ = ["DEFAULT_STYLE_SIZE", "FLAT", "load_painting", "painting_names"]
+__all__ = ["DEFAULT_STYLE_SIZE", "FLAT", "load_painting", "painting_names", "painting_stats"]
 
 
 def painting_names(paths: list[Path]) -> list[str]:

@@ -31,12 +31,12 @@ from fst.core import host_memory
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
-from fst.artefacts.universal_checkpoint import is_universal, universal_from_checkpoint
+from fst.artefacts.universal_checkpoint import bound_styles, is_universal, load_model_checkpoint, universal_from_checkpoint
 from fst.assets import resolve_model_path
 from fst.models.transformer import MIN_SIDE, FixedStyle
 from fst.models.universal import BoundStyles
 from fst.stylize import memory
-from fst.stylize.paintings import DEFAULT_STYLE_SIZE, load_painting, painting_names
+from fst.stylize.paintings import DEFAULT_STYLE_SIZE, painting_names, painting_stats
 
 DEFAULT_TILE = 1024  # what an out-of-memory full pass falls back to
 MIN_TILE = 32
@@ -143,12 +143,12 @@ class Stylizer:
             self._open_universal(style_images, transform, style_size, dtype)
         else:  # a checkpoint, or something load_checkpoint will explain the problem with
             self.format = "checkpoint"
-            net, self.meta = transformer_from_checkpoint(self.source)
-            self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
-            if self.dtype not in DTYPES:
-                raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
-            self._eager = net.to(self.device, DTYPES[self.dtype])
-            self._full = self._eager
+            ckpt = load_model_checkpoint(self.source)
+            if is_universal(ckpt["fst"]):  # fine-tuned to a painting: its statistics are in the file
+                self._open_universal(ckpt, transform, style_size, dtype)
+                self.universal = True
+            else:
+                self._open_transformer(ckpt, dtype)
         if self.device.type == "cpu":
             host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
         self.min_side = self._eager.net.min_side if self.universal else MIN_SIDE
@@ -164,24 +164,41 @@ class Stylizer:
         if compile:
             self.compile()
 
-    def _open_universal(self, style_images: list[Path], transform: str | None, style_size: int, dtype: str) -> None:
+    def _open_transformer(self, ckpt: dict[str, Any], dtype: str) -> None:
+        net, self.meta = transformer_from_checkpoint(ckpt, str(self.source))
+        self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
+        if self.dtype not in DTYPES:
+            raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
+        self._eager = net.to(self.device, DTYPES[self.dtype])
+        self._full = self._eager
+
+    def _open_universal(self, style_images: list[Path] | dict[str, Any], transform: str | None, style_size: int,
+                        dtype: str) -> None:
         """A universal checkpoint with the paintings' statistics bound in: a network of one style per
-        painting (`BoundStyles`), so --style, --mix, tiles and clips work as for a several-style network."""
+        painting (`BoundStyles`), so --style, --mix, tiles and clips work as for a several-style network.
+        Without --style-image (`style_images` is then the checkpoint read), the statistics a network
+        fine-tuned to a painting carries (fst/training/universal_base.py)."""
         self.format = "checkpoint"
-        net, self.meta = universal_from_checkpoint(self.source)
+        net, self.meta = universal_from_checkpoint(style_images if isinstance(style_images, dict) else self.source)
         if transform is not None:
             net = net.with_transform(transform)
         net = net.to(self.device)
         if self.device.type == "cpu":  # the layout it runs in there (universal.cpu_layout): no reorder per conv
             net = net.to(memory_format=torch.channels_last)
-        with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
-            stats = torch.stack([net.style_stats(load_painting(p, style_size, net.min_side)) for p in style_images])
+        if isinstance(style_images, dict):
+            bound = bound_styles(style_images, str(self.source))
+            if bound is None:
+                raise FstError(f"{self.source}: a universal network: give it the painting to apply (--style-image "
+                               "PAINTING)")
+            stats, names = bound[0].to(self.device), bound[1]
+        else:
+            stats, names = painting_stats(net, style_images, style_size), painting_names(style_images)
         self.dtype = fst_precision.inference_dtype(self.device.type).value if dtype == "auto" else dtype
         if self.dtype not in DTYPES:
             raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
         self._eager = BoundStyles(net, stats).to(self.device, DTYPES[self.dtype])
         self._full = self._eager
-        self.style_names = painting_names(style_images)
+        self.style_names = names
         self.meta.update(style_name="+".join(self.style_names), transform=net.config["transform"])
         # The widest full-resolution activation: the encoder's first block (64) or the decoder's last.
         self.widest = max(64, round(64 * net.config["width"]))

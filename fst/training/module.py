@@ -7,7 +7,6 @@ Batches follow `fst.data.datamodule`'s contract: ``{"image": (B, 3, H, W) in [0,
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,7 +15,8 @@ from torchvision.utils import make_grid
 
 from fst import losses
 from fst.artefacts import checkpoint as fst_checkpoint
-from fst.assets import resolve_style_path
+from fst.artefacts.universal_checkpoint import is_universal, load_model_checkpoint
+from fst.assets import resolve_model_path, resolve_style_path
 from fst.core.domain import at_least, positive
 from fst.core.errors import FstError
 from fst.losses import temporal
@@ -24,7 +24,7 @@ from fst.losses.criterion import DEFAULT_CONTENT_LAYER, PerceptualLoss
 from fst.models.transformer import MIN_SIDE, TransformerNet, with_new_styles
 from fst.models.vgg import DEFAULT_LAYERS
 from fst.models.vgg_arch import check_arch, min_input_side
-from fst.training import console
+from fst.training import console, universal_base
 from fst.training.run_logger import tensorboard_of
 from fst.training.style_image import load_style
 
@@ -83,6 +83,9 @@ class StyleTransferModule(pl.LightningModule):
                 new styles' scales and shifts train, every other weight stays as it is; the checkpoints
                 written hold every style. Its network's shape and style loss are used. The norms alone
                 learn best at ~10x the network's lr (2e-2 matched a full run: docs/multi_style.md).
+                A universal network's checkpoint (or sample:universal) instead starts a network of the one
+                style_image at the universal network's answer for it; its decoder trains
+                (fst/training/universal_base.py, docs/universal.md).
             style_loss: ``inter`` / ``intra`` (that family's default) or a registered loss name (`fst losses`).
             style_size: long side the style image is resized to before its statistics are taken (0: as is).
             arch: loss network, ``vgg16`` or ``vgg19``.
@@ -142,8 +145,11 @@ class StyleTransferModule(pl.LightningModule):
                                         content_weight, style_weight, tv_weight, pooling, vgg_weights, content_loss)
         self.n_frozen_styles = 0
         base_names: list[str] = []
-        if base_checkpoint:
-            base, base_names = self._load_base(Path(base_checkpoint))
+        base_ckpt = load_model_checkpoint(resolve_model_path(base_checkpoint)) if base_checkpoint else {}
+        if is_universal(base_ckpt.get("fst")):
+            self.transformer = universal_base.bound_network(base_ckpt, self.style_paths, base_checkpoint)
+        elif base_checkpoint:
+            base, base_names = self._load_base(base_ckpt, base_checkpoint)
             self.transformer = with_new_styles(base, len(self.style_paths)).train()
             self._freeze_all_but_new_styles()
         else:
@@ -162,11 +168,10 @@ class StyleTransferModule(pl.LightningModule):
         self._last_step_time: float | None = None
         self._previews: list[list[torch.Tensor]] = []  # per batch: photos, then each style's outputs
 
-    def _load_base(self, path: Path) -> tuple[TransformerNet, list[str]]:
+    def _load_base(self, ckpt: dict[str, Any], path: str) -> tuple[TransformerNet, list[str]]:
         """The base checkpoint's network and style names; its style statistics become this
         criterion's first targets."""
-        ckpt = fst_checkpoint.load_checkpoint(path)
-        net, meta = fst_checkpoint.transformer_from_checkpoint(ckpt)
+        net, meta = fst_checkpoint.transformer_from_checkpoint(ckpt, path)
         if meta.get("style_loss") != self.style_loss.name:
             raise FstError(f"{path}: trained with style loss {meta.get('style_loss')!r}; add styles to it with the "
                            f"same loss (--model.style_loss {meta.get('style_loss')})")
@@ -174,7 +179,7 @@ class StyleTransferModule(pl.LightningModule):
         self.criterion.targets.shape_like(state, fst_checkpoint.TARGETS)
         self.criterion.targets.load_state_dict({k[len(fst_checkpoint.TARGETS):]: v for k, v in state.items()
                                                 if k.startswith(fst_checkpoint.TARGETS)})
-        names = fst_checkpoint.style_names(meta, str(path))
+        names = fst_checkpoint.style_names(meta, path)
         layers = sorted({key.split(".", 1)[1].split("__")[0] for key, _ in self.criterion.targets.named_buffers()})
         if layers != sorted(self.criterion.style_layers):
             raise FstError(f"{path}: its style statistics are of layers {layers}; add styles to it with the same "
@@ -238,7 +243,8 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._require_style()
-        console.frozen_in_eval(self.criterion)  # the VGG is frozen in eval mode on purpose
+        # The VGG (and a universal network's encoder) are frozen in eval mode on purpose.
+        console.frozen_in_eval(torch.nn.ModuleList([self.criterion, *universal_base.frozen(self.transformer)]))
         tb = tensorboard_of(self)
         for path in self.style_paths if tb is not None else []:
             if path.is_file():
@@ -247,7 +253,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Before the state dict loads: buffers for every style statistic the checkpoint holds.
-        checkpoint["state_dict"] = fst_checkpoint.upgrade_state(checkpoint["state_dict"])
+        checkpoint["state_dict"] = fst_checkpoint.upgrade_state(universal_base.loaded(checkpoint["state_dict"]))
         self.criterion.targets.shape_like(checkpoint["state_dict"], fst_checkpoint.TARGETS, self.device)
 
     def configure_optimizers(self):
@@ -376,12 +382,11 @@ class StyleTransferModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if not k.startswith("criterion.vgg.")}
-        checkpoint["fst"] = fst_checkpoint.fst_metadata(
-            self.transformer,
-            styles=list(self.style_names),
-            style_name="+".join(self.style_names),
-            style_loss=self.style_loss.name,
-            global_step=int(self.global_step),
-            precision=str(self.trainer.precision) if self._trainer is not None else None,
-        )
+        meta = dict(styles=list(self.style_names), style_name="+".join(self.style_names),
+                    style_loss=self.style_loss.name, global_step=int(self.global_step),
+                    precision=str(self.trainer.precision) if self._trainer is not None else None)
+        if universal_base.frozen(self.transformer):  # fine-tuned from a universal network: saved as one
+            universal_base.save(checkpoint, self.transformer, **meta)
+        else:
+            checkpoint["fst"] = fst_checkpoint.fst_metadata(self.transformer, **meta)
 
