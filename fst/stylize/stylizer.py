@@ -224,8 +224,7 @@ class Stylizer:
             if not style_images:
                 raise FstError(f"{origin}: a universal network that takes a painting's statistics; give the painting "
                                "with --style-image")
-            with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
-                stats = torch.stack([model.style_stats(load_painting(p, style_size, model.min_side)) for p in style_images])
+            stats = painting_stats(model, style_images, style_size)  # fp32, once per run
             bound, self.style_names = BoundStyles(model, stats), painting_names(style_images)
         self._eager = bound.to(self.device, DTYPES[self.dtype])
         if meta["channels_last"]:
