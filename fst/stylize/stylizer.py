@@ -148,6 +148,8 @@ class Stylizer:
             if self.dtype not in DTYPES:
                 raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
             self._eager = net.to(self.device, DTYPES[self.dtype])
+            if self.device.type == "cpu":  # the layout its fast pass runs in (cpu_fast): no weight reorder per conv
+                self._eager = self._eager.to(memory_format=torch.channels_last)
             self._full = self._eager
         if self.device.type == "cpu":
             host_memory.keep_freed_memory()  # frames and tiles of one size reuse the same blocks
@@ -172,7 +174,7 @@ class Stylizer:
         if transform is not None:
             net = net.with_transform(transform)
         net = net.to(self.device)
-        if self.device.type == "cpu":  # the layout it runs in there (universal.cpu_layout): no reorder per conv
+        if self.device.type == "cpu":  # the layout it runs in there (cpu_fast.cpu_layout): no reorder per conv
             net = net.to(memory_format=torch.channels_last)
         with torch.inference_mode():  # in fp32 once per run, whatever dtype the photos then run in
             stats = torch.stack([net.style_stats(load_painting(p, style_size, net.min_side)) for p in style_images])
