@@ -46,13 +46,11 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
     """Instance norm of `x` (B, C, H, W) with per-image scale and shift `gamma`, `beta` (B or 1, C), in
-    x's layout: F.instance_norm copies a channels_last tensor to NCHW first (and returns NCHW). The
-    statistics and the affine are computed in fp32 and rounded once, as torch's own norm rounds."""
-    var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-    b, c = x.shape[:2]
-    if b == 1:  # batch norm with the image's own statistics is its instance norm: one fp32 pass, any layout
-        return F.batch_norm(x, mean.float().reshape(c), var.float().reshape(c), gamma.float().reshape(c),
-                            beta.float().reshape(c), False, 0.0, eps)
-    scale = gamma.float().reshape(-1, c, 1, 1) * torch.rsqrt(var.float() + eps)
-    shift = beta.float().reshape(-1, c, 1, 1) - mean.float() * scale
-    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+    x's layout. F.instance_norm copies a channels_last tensor to NCHW first (and returns NCHW), and
+    torch.var_mean over H, W of channels_last is slow (0.29 s for 128 x 270 x 480 bf16, 2 cores); batch
+    norm over one image is that image's instance norm, and its channels_last kernel takes the statistics
+    (in fp32) and applies them in 0.05 s."""
+    gamma, beta = gamma.expand(x.shape[0], -1), beta.expand(x.shape[0], -1)
+    if x.shape[0] == 1:
+        return F.batch_norm(x, None, None, gamma[0], beta[0], True, 0.0, eps)
+    return torch.cat([F.batch_norm(x[i : i + 1], None, None, gamma[i], beta[i], True, 0.0, eps) for i in range(x.shape[0])])
