@@ -232,9 +232,11 @@ def fast_layer(layer: ConvLayer, x: torch.Tensor, w: torch.Tensor | None) -> tor
     (a hook, or a forward of its own: fst/models/tiling.py) runs as a module, so tiles keep their meaning."""
     pad, conv, *rest = layer
     relu = bool(rest) and isinstance(rest[-1], nn.ReLU)
+    x = pad(x)  # the unpadded input goes now (the callers keep none): at 1080p up2's is 64 full-size planes
     if not rest or (relu and len(rest) == 1):
-        return cpu_fast.conv_relu(conv, pad(x)) if relu else conv(pad(x))
-    norm, y = rest[0], conv(pad(x))
+        return cpu_fast.conv_relu(conv, x) if relu else conv(x)
+    norm, y = rest[0], conv(x)
+    del x
     plain = norm.norm if isinstance(norm, ConditionalInstanceNorm) else norm
     if plain._forward_pre_hooks or plain._forward_hooks or "forward" in plain.__dict__:
         y = norm(y, w) if isinstance(norm, ConditionalInstanceNorm) else norm(y)
