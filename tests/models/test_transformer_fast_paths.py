@@ -121,3 +121,16 @@ def test_traced_and_exported_graphs_hold_plain_ops_only(n_styles):
     import io
     scripted = torch.jit.load(io.BytesIO(write_torchscript(net, {}, channels_last=True)))
     assert "mkldnn" not in str(scripted.inlined_graph)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_stylizer_keeps_a_checkpoints_weights_channels_last_and_gives_the_reference(dtype):
+    from fst.stylize.stylizer import Stylizer
+
+    stylizer = Stylizer(FIXTURES / "checkpoint_2026-12-04_5ef50f6.ckpt", device="cpu", dtype=dtype)
+    net = stylizer.eager
+    assert net.conv_in[1].weight.is_contiguous(memory_format=torch.channels_last)  # no reorder per conv
+    x = torch.rand(1, 3, 41, 50, generator=torch.Generator().manual_seed(4))
+    got = stylizer(x)
+    want = _pass(net, False, x.to(net.weight_dtype))
+    assert (got - want).abs().max() < (1e-5 if dtype == "fp32" else 0.05)
