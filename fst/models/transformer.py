@@ -182,8 +182,10 @@ class TransformerNet(nn.Module):
         return self._output(self._conv_out(y))
 
     def _fast_forward(self, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        """forward's pass in eager CPU inference: channels_last throughout, conv + ReLU fused, norms in that
-        layout (fast_layer), each activation freed as soon as the next exists (the skips keep sizes only)."""
+        """forward's pass in eager CPU inference: channels_last throughout, norms in that layout (fast_layer),
+        ReLUs and residual adds in place, each activation freed as soon as the next exists (the skips keep
+        sizes only). No conv fuses its ReLU: an instance norm, which needs the conv's whole output, sits
+        between them."""
         y = cpu_fast.cpu_layout(x * PIXEL_SCALE if self.linear else x)
         y = fast_layer(self.conv_in, y, w)
         size0 = list(y.shape[-2:])

@@ -138,6 +138,8 @@ class Stylizer:
                                "takes a universal network (its checkpoint, or its export without --style-image)")
             elif self.format not in COMPILED:
                 self._eager, _ = open_exported(self.source, self.device, checked)
+                if self.device.type == "cpu":  # fst's own network runs the artefact's weights: its fast pass's layout
+                    self._eager = self._eager.to(memory_format=torch.channels_last)
                 self._full = adapted(self._eager, DTYPES[self.dtype], self.meta["channels_last"])
         elif self.universal:
             self._open_universal(style_images, transform, style_size, dtype)

@@ -134,3 +134,14 @@ def test_the_stylizer_keeps_a_checkpoints_weights_channels_last_and_gives_the_re
     got = stylizer(x)
     want = _pass(net, False, x.to(net.weight_dtype))
     assert (got - want).abs().max() < (1e-5 if dtype == "fp32" else 0.05)
+
+
+def test_the_stylizer_runs_an_exported_files_weights_channels_last():
+    """fst runs an artefact as its own network with the artefact's weights: the same fast pass."""
+    from fst.stylize.stylizer import Stylizer
+
+    stylizer = Stylizer(FIXTURES / "export_2026-12-04_5ef50f6.pt", device="cpu")
+    assert stylizer.format == "torchscript"
+    assert stylizer.eager.conv_in[1].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 41, 50, generator=torch.Generator().manual_seed(5))
+    assert (stylizer(x) - _pass(stylizer.eager, False, x.to(stylizer.eager.weight_dtype))).abs().max() < 0.05
