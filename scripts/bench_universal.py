@@ -6,7 +6,8 @@ seconds a painting's statistics take.
     python scripts/bench_universal.py --size 1280x720 --repeat 5 --dtype fp32
 
 Weights are random (speed depends on shapes and dtypes only). Rows: the per-painting TransformerNet
-(32 channels, 5 blocks: the quickstart's), the universal network (relu3_1, width 1) with the intra
+(32 channels, 5 blocks: the quickstart's) in its NCHW reference pass and its CPU fast pass
+(fst/models/cpu_fast.py; --per-painting: these rows only), the universal network (relu3_1, width 1) with the intra
 and the inter transform, and the painting's statistics at --style-size (one encoder pass and, for
 inter, an eigendecomposition). Wall-clock medians after one warm-up; inference mode; freed memory
 kept for reuse as fst stylize keeps it. Prints a Markdown table naming the machine and date, the
@@ -117,6 +118,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dtype", choices=("auto", *DTYPES), default="auto")
     p.add_argument("--memory", action="store_true", help="peak resident memory per row (freed memory returned)")
+    p.add_argument("--per-painting", action="store_true", help="the per-painting network's rows only")
     p.add_argument("--phases", action="store_true", help="time the phases of fst stylize instead")
     p.add_argument("--transform", choices=("intra", "inter"), default="intra", help="with --phases")
     p.add_argument("--painting", default="starry_night.jpg", help="with --phases: one of fst/assets/styles")
@@ -148,8 +150,12 @@ def main() -> None:
 
     with torch.inference_mode():
         per_painting = TransformerNet().eval().to(dtype)
+        per_painting.cpu_fast = False  # the NCHW pass training and exports run (fst/models/cpu_fast.py)
+        timed("per-painting TransformerNet (32, 5), NCHW reference pass", lambda: per_painting(x))
+        per_painting = per_painting.to(memory_format=torch.channels_last)  # as the Stylizer keeps it
+        per_painting.cpu_fast = True
         timed("per-painting TransformerNet (32, 5)", lambda: per_painting(x))
-        for transform in ("intra", "inter"):
+        for transform in () if args.per_painting else ("intra", "inter"):
             net = UniversalNet(transform).eval()
             stats_row = len(rows)
             timed(f"  its painting's statistics at {args.style_size} px, fp32", lambda: net.style_stats(painting))

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fst.core.errors import FstError
+from fst.models import cpu_fast
 
 # The smallest input side the network takes, found by trying: conv_in's reflection pad of 4 needs
 # more than 4 px, and the two stride-2 convs then give 5 -> 3 -> 2, still enough for the 3x3 pads.
@@ -126,6 +127,8 @@ class TransformerNet(nn.Module):
     # On the CPU, run conv_out in channels_last (_channels_last_conv); False keeps NCHW throughout,
     # as the classic recipe runs (the benchmarks' baseline).
     cpu_channels_last_out: bool = True
+    # In eager CPU inference, the fast pass (_fast_forward); False runs the NCHW reference formulas.
+    cpu_fast: bool = True
 
     def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", output_gain: float = 4.0,
                  grey_start: bool = True, n_styles: int = 1):
@@ -169,21 +172,47 @@ class TransformerNet(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         if self.n_styles > 1 and w is None:
             raise FstError(f"this network holds {self.n_styles} styles: pass style weights w of shape (B, {self.n_styles})")
+        if self.cpu_fast and cpu_fast.inference_here(x):
+            return self._fast_forward(x, w)
         h0 = self.conv_in(x * PIXEL_SCALE if self.linear else x, w)
         h1 = self.down1(h0, w)
         y = _run(self.residual, self.down2(h1, w), w)
         y = self.up1(y, h1.shape[-2:], w)
         y = self.up2(y, h0.shape[-2:], w)
-        if self.cpu_channels_last_out and y.device.type == "cpu" and not y.is_contiguous(memory_format=torch.channels_last):
-            y = _channels_last_conv(self.conv_out, y)
-        else:
-            y = self.conv_out(y)
+        return self._output(self._conv_out(y))
+
+    def _fast_forward(self, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """forward's pass in eager CPU inference: channels_last throughout, norms in that layout (fast_layer),
+        ReLUs and residual adds in place, each activation freed as soon as the next exists (the skips keep
+        sizes only). No conv fuses its ReLU: an instance norm, which needs the conv's whole output, sits
+        between them."""
+        y = cpu_fast.cpu_layout(x * PIXEL_SCALE if self.linear else x)
+        y = fast_layer(self.conv_in, y, w)
+        size0 = list(y.shape[-2:])
+        y = fast_layer(self.down1, y, w)
+        size1 = list(y.shape[-2:])
+        y = fast_layer(self.down2, y, w)
+        for block in self.residual:
+            y = fast_layer(block.body[1], fast_layer(block.body[0], y, w), w).add_(y)
+        y = fast_layer(self.up1.conv, F.interpolate(y, size=size1, mode="nearest"), w)
+        y = fast_layer(self.up2.conv, F.interpolate(y, size=size0, mode="nearest"), w)
+        return self._output(self.conv_out(y).contiguous())  # NCHW out: 3 channels, a cheap copy
+
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        """conv_out's raw result read as an image."""
         if not self.linear:
             return torch.sigmoid(y)
         y = y / self.output_unit
         # Unclamped while training: the loss sees (and corrects) values out of range; a clamp
         # there would stop their gradient.
         return y if self.training else y.clamp(0, 1)
+
+    def _conv_out(self, y: torch.Tensor) -> torch.Tensor:
+        if self.cpu_channels_last_out and y.device.type == "cpu" and not y.is_contiguous(memory_format=torch.channels_last):
+            y = _channels_last_conv(self.conv_out, y)
+        else:
+            y = self.conv_out(y)
+        return y
 
 
 def _channels_last_conv(layer: ConvLayer, x: torch.Tensor) -> torch.Tensor:
@@ -197,6 +226,28 @@ def _channels_last_conv(layer: ConvLayer, x: torch.Tensor) -> torch.Tensor:
     """
     pad, conv = layer
     return conv(pad(x).contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+def fast_layer(layer: ConvLayer, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """`layer` on channels_last `x` in eager CPU inference: a conv + ReLU as one oneDNN op, an instance
+    norm in x's layout (cpu_fast.instance_norm), its ReLU in place. A norm that tiling records or freezes
+    (a hook, or a forward of its own: fst/models/tiling.py) runs as a module, so tiles keep their meaning."""
+    pad, conv, *rest = layer
+    relu = bool(rest) and isinstance(rest[-1], nn.ReLU)
+    x = pad(x)  # the unpadded input goes now (the callers keep none): at 1080p up2's is 64 full-size planes
+    if not rest or (relu and len(rest) == 1):
+        return cpu_fast.conv_relu(conv, x) if relu else conv(x)
+    norm, y = rest[0], conv(x)
+    del x
+    plain = norm.norm if isinstance(norm, ConditionalInstanceNorm) else norm
+    if plain._forward_pre_hooks or plain._forward_hooks or "forward" in plain.__dict__:
+        y = norm(y, w) if isinstance(norm, ConditionalInstanceNorm) else norm(y)
+    elif isinstance(norm, ConditionalInstanceNorm):
+        w = w.to(norm.weight.dtype)
+        y = cpu_fast.instance_norm(y, w @ norm.weight, w @ norm.bias, plain.eps)
+    else:
+        y = cpu_fast.instance_norm(y, norm.weight[None], norm.bias[None], norm.eps)
+    return y.relu_() if relu else y
 
 
 class FixedStyle(nn.Module):

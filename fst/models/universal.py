@@ -26,6 +26,7 @@ from torch import nn
 
 from fst.core.errors import FstError
 from fst.models import style_transforms
+from fst.models.cpu_fast import conv_relu, cpu_layout
 from fst.models.vgg import Normalize
 from fst.models.vgg_arch import CFGS, conv_indices, layer_names
 
@@ -46,36 +47,9 @@ def min_side(layer: str) -> int:
     return 2 * 2 ** sum(name.startswith("pool") for name in _encoder_plan(layer))
 
 
-def cpu_layout(x: torch.Tensor) -> torch.Tensor:
-    """`x` in the memory layout the network runs in: channels_last on the CPU, as it is given elsewhere.
-    oneDNN's convolutions work in NHWC; an NCHW tensor is reordered into it and back around every conv,
-    and those reorders took 2/3 of a bf16 1080p pass (docs/universal.md, Speed). Pads, pools, ReLUs,
-    upsampling and the style transforms (fst/models/style_transforms.py) all keep channels_last."""
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
-
-
-def _fused_ok(x: torch.Tensor) -> bool:
-    """Whether a conv + ReLU on `x` may run as oneDNN's fused op: eager CPU inference only (no autograd
-    formula; traced, compiled and exported graphs keep plain aten ops, which their readers check), in a
-    dtype oneDNN runs natively here (bf16 on an AVX2-only CPU stays on the plain path, fp32 there)."""
-    if x.device.type != "cpu" or torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
-        return False
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
-        return False
-    if x.dtype == torch.bfloat16:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return x.dtype == torch.float32
-
-
 def pad_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """ReLU(conv(reflection-pad(x, 1))). In eager CPU inference, the conv and ReLU are one oneDNN op
-    (the ReLU applied as the conv writes its output: one pass over the largest tensors fewer; equal
-    results)."""
-    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    if _fused_ok(x):
-        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1,
-                                                       "relu", [None], "")
-    return F.relu(conv(x), inplace=True)  # a conv's own output: in place keeps one full-size tensor fewer
+    """ReLU(conv(reflection-pad(x, 1))); in eager CPU inference one oneDNN op for conv and ReLU (cpu_fast)."""
+    return conv_relu(conv, F.pad(x, (1, 1, 1, 1), mode="reflect"))
 
 
 class Encoder(nn.Module):

@@ -138,6 +138,8 @@ class Stylizer:
                                "takes a universal network (its checkpoint, or its export without --style-image)")
             elif self.format not in COMPILED:
                 self._eager, _ = open_exported(self.source, self.device, checked)
+                if self.device.type == "cpu":  # fst's own network runs the artefact's weights: its fast pass's layout
+                    self._eager = self._eager.to(memory_format=torch.channels_last)
                 self._full = adapted(self._eager, DTYPES[self.dtype], self.meta["channels_last"])
         elif self.universal:
             self._open_universal(style_images, transform, style_size, dtype)
@@ -170,6 +172,8 @@ class Stylizer:
         if self.dtype not in DTYPES:
             raise FstError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(DTYPES)})")
         self._eager = net.to(self.device, DTYPES[self.dtype])
+        if self.device.type == "cpu":  # the layout its fast pass runs in (cpu_fast): no weight reorder per conv
+            self._eager = self._eager.to(memory_format=torch.channels_last)
         self._full = self._eager
 
     def _open_universal(self, style_images: list[Path] | dict[str, Any], transform: str | None, style_size: int,
@@ -183,7 +187,7 @@ class Stylizer:
         if transform is not None:
             net = net.with_transform(transform)
         net = net.to(self.device)
-        if self.device.type == "cpu":  # the layout it runs in there (universal.cpu_layout): no reorder per conv
+        if self.device.type == "cpu":  # the layout it runs in there (cpu_fast.cpu_layout): no reorder per conv
             net = net.to(memory_format=torch.channels_last)
         if isinstance(style_images, dict):
             bound = bound_styles(style_images, str(self.source))
@@ -227,7 +231,7 @@ class Stylizer:
             stats = painting_stats(model, style_images, style_size)  # fp32, once per run
             bound, self.style_names = BoundStyles(model, stats), painting_names(style_images)
         self._eager = bound.to(self.device, DTYPES[self.dtype])
-        if meta["channels_last"]:
+        if meta["channels_last"] or self.device.type == "cpu":  # on the CPU: the fast pass's layout (cpu_fast)
             self._eager = self._eager.to(memory_format=torch.channels_last)
         eager = adapted(self._eager, DTYPES[self.dtype], meta["channels_last"])
         if self.format in COMPILED and not is_baked(meta):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fst.models import style_transforms, universal
+from fst.models import cpu_fast, style_transforms
 from fst.models.universal import BoundStyles, UniversalNet
 
 
@@ -92,11 +92,11 @@ def test_the_transforms_give_the_formulas_in_either_layout():
 def test_fused_conv_relu_only_where_it_is_safe(monkeypatch):
     x = torch.rand(1, 8, 6, 6)
     with torch.inference_mode():
-        assert universal._fused_ok(x) == torch.backends.mkldnn.is_available()
+        assert cpu_fast.fused_ok(x) == torch.backends.mkldnn.is_available()
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-        assert not universal._fused_ok(x.bfloat16())  # an AVX2-only CPU emulates bf16: the plain path
-        assert not universal._fused_ok(x.half())
-    assert not universal._fused_ok(x)  # autograd on: the fused op has no backward
+        assert not cpu_fast.fused_ok(x.bfloat16())  # an AVX2-only CPU emulates bf16: the plain path
+        assert not cpu_fast.fused_ok(x.half())
+    assert not cpu_fast.fused_ok(x)  # autograd on: the fused op has no backward
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace: what fst export uses
