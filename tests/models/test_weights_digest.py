@@ -16,12 +16,19 @@ from fst.io.files import sha256_file
 from fst.models import weights as W
 
 
-def metadata_reordered(src: Path, dst: Path) -> Path:
-    """`src` with its `__metadata__` keys in reverse order: what another run of safetensors may write."""
-    raw = src.read_bytes()
+def header_of(path: Path) -> tuple[int, dict]:
+    raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    header["__metadata__"] = dict(reversed(list(header["__metadata__"].items())))
+    return n, json.loads(raw[8:8 + n])
+
+
+def metadata_reordered(src: Path, dst: Path, other: Path) -> Path:
+    """`src` with its `__metadata__` keys in the reverse of `other`'s order: what another run of
+    safetensors may write, and never the same bytes as `other` (src's own order is random)."""
+    raw = src.read_bytes()
+    n, header = header_of(src)
+    order = list(reversed(header_of(other)[1]["__metadata__"]))
+    header["__metadata__"] = {k: header["__metadata__"][k] for k in order}
     text = json.dumps(header, separators=(",", ":")).encode().ljust(n)  # same length: the data stays in place
     dst.write_bytes(raw[:8] + text + raw[8 + n:])
     return dst
@@ -38,7 +45,7 @@ def test_info_reports_the_same_digest_for_the_same_weights_in_files_ordered_othe
         path = tmp_path / name / "vgg16.safetensors"
         save_file(sliced, str(path), metadata={"arch": "vgg16", "source": "torchvision", "convention": "torchvision"})
         if name == "b":
-            path = metadata_reordered(path, path.with_suffix(".tmp"))
+            path = metadata_reordered(path, path.with_suffix(".tmp"), tmp_path / "a" / "vgg16.safetensors")
             path.replace(tmp_path / name / "vgg16.safetensors")
         digests.append(sha256_file(tmp_path / name / "vgg16.safetensors"))
         monkeypatch.setenv("FST_CACHE", str(tmp_path / name))
