@@ -47,7 +47,7 @@ from torch import nn
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import check_finite
 from fst.artefacts.exported import DTYPES, EXPORT_VERSION, META_FILE, ONNX_OPSET, optional
-from fst.artefacts.universal_checkpoint import is_universal, universal_from_checkpoint
+from fst.artefacts.universal_checkpoint import bound_styles, is_universal, load_universal, universal_from_checkpoint
 from fst.artefacts.universal_exported import stats_shape
 from fst.core.errors import FstError
 from fst.io.files import remove_temps, sha256_file, writing
@@ -143,7 +143,12 @@ def export_universal(ckpt_path: Path, out: Path, format: str, dtype: str = "fp32
                      say: Callable[[str], None] | None = None) -> Path:
     """Export a universal checkpoint to `out` (format, dtype, device and output already checked by
     `fst.artefacts.export.export_model`): the statistics as an input, or `style_image` baked in."""
-    net, ckpt_meta = universal_from_checkpoint(ckpt_path)
+    ckpt = load_universal(ckpt_path)
+    bound = bound_styles(ckpt, str(ckpt_path))
+    if bound is not None and style_image is None:  # its decoder is tuned to its painting: not for any statistics
+        raise FstError(f"{ckpt_path}: a universal network fine-tuned to {', '.join(bound[1])}: export it with "
+                       "--style-image PAINTING (its own painting) to bake that painting in")
+    net, ckpt_meta = universal_from_checkpoint(ckpt)
     transform = net.config["transform"]
     if format == "onnx" and transform in ONNX_REFUSED:
         raise FstError(f"{ckpt_path}: a universal {transform} network: {ONNX_REFUSED[transform]}")

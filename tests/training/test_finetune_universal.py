@@ -123,6 +123,18 @@ def test_bad_inputs_are_one_line(run, base, tmp_path):
         load_checkpoint(run / "step0000002.ckpt")
 
 
+def test_it_exports_with_its_painting_baked_in(run, tmp_path, photo):
+    from fst.artefacts.universal_export import export_universal
+
+    ft = run / "last.ckpt"
+    with pytest.raises(FstError, match="fine-tuned to udnie: export it with --style-image"):
+        export_universal(ft, tmp_path / "any.pt", "torchscript")  # its decoder is tuned: not for any painting
+    assert not (tmp_path / "any.pt").exists()
+    out = export_universal(ft, tmp_path / "ft.pt", "torchscript", style_image=PAINTING)
+    x = torch.nn.functional.interpolate(photo, size=(64, 96))
+    torch.testing.assert_close(Stylizer(out, "cpu", "fp32")(x), Stylizer(ft, "cpu", "fp32")(x), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("case", ["shape", "names"])
 def test_crafted_bound_statistics_are_refused_before_use(run, tmp_path, case):
     ckpt = load_universal(run / "step0000002.ckpt")
