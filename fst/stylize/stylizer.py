@@ -254,8 +254,10 @@ class Stylizer:
 
     @property
     def eager(self) -> nn.Module:
-        if self._eager is None:
+        if self._eager is None:  # a package's tiles: fst's own network, in the layout a checkpoint's runs in
             self._eager, _ = open_exported(self.source, self.device, self._checked)
+            if self.device.type == "cpu":
+                self._eager = self._eager.to(memory_format=torch.channels_last)
         return self._eager
 
     def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
