@@ -68,11 +68,12 @@ SLACK_BYTES = 16 << 20  # step counters, scalars
 Check = Callable[[dict[str, Any], str], None]
 
 
-def load_checkpoint(path: str | Path, check: Check | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, check: Check | None = None,
+                    base: Callable[[Any, str, int], None] | None = None) -> dict[str, Any]:
     """The checkpoint's dict, read as data (`fst.untrusted.torch_files.read_torch`), with one-line errors for
     every way a file can be something else: damaged, not a torch file, not fst's, a wrong layout. Its
-    structure, metadata and every tensor's shape are checked (`check_checkpoint`, then `check`, given
-    the checkpoint with meta-device tensors) before a single weight is read."""
+    structure, metadata and every tensor's shape are checked (`base`, by default `check_checkpoint`, then
+    `check`, given the checkpoint with meta-device tensors) before a single weight is read."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: checkpoint not found")
@@ -82,7 +83,7 @@ def load_checkpoint(path: str | Path, check: Check | None = None) -> dict[str, A
                        "this takes the .ckpt that fst fit writes")
 
     def checked(ckpt: Any, storage_bytes: int) -> None:
-        check_checkpoint(ckpt, str(path), storage_bytes)
+        (base or check_checkpoint)(ckpt, str(path), storage_bytes)
         if check is not None:
             check(ckpt, str(path))
 

@@ -31,11 +31,11 @@ from fst.artefacts.checkpoint import (
     Check,
     check_checkpoint,
     check_statistics,
+    load_checkpoint,
     upgrade_state,
     weights_problem,
 )
 from fst.artefacts.metadata import check_metadata
-from fst.artefacts.sniff import KINDS, sniff_format
 from fst.core.errors import FstError
 from fst.models import style_transforms
 from fst.models.universal import CONFIG_KEYS, KIND, LAYERS, UniversalNet
@@ -155,21 +155,11 @@ def bound_styles(ckpt: dict[str, Any], origin: str = "checkpoint") -> tuple[torc
 def load_model_checkpoint(path: str | Path, check: Check | None = None) -> dict[str, Any]:
     """A per-painting or a universal checkpoint at `path`, each checked as its kind before a weight is
     read (`check`, given the checked meta-device checkpoint, after): for what takes either."""
-    path = Path(path)
-    if not path.is_file():
-        raise FstError(f"{path}: checkpoint not found")
-    kind = sniff_format(path)
-    if kind in KINDS:
-        raise FstError(f"{path}: is {KINDS[kind]} that fst export wrote, not a training checkpoint; "
-                       "this takes the .ckpt that fst fit writes")
-
-    def checked(ckpt: Any, storage_bytes: int) -> None:
+    def either(ckpt: Any, origin: str, storage_bytes: int) -> None:
         meta = ckpt.get("fst") if isinstance(ckpt, dict) else None
-        (check_universal if is_universal(meta) else check_checkpoint)(ckpt, str(path), storage_bytes)
-        if check is not None:
-            check(ckpt, str(path))
+        (check_universal if is_universal(meta) else check_checkpoint)(ckpt, origin, storage_bytes)
 
-    return read_torch(path, str(path), "checkpoint", checked)
+    return load_checkpoint(path, check, base=either)
 
 
 def payload(net: UniversalNet, **meta: Any) -> dict[str, Any]:
