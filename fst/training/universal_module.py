@@ -31,8 +31,8 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid
 
-from fst.artefacts.universal_checkpoint import universal_metadata
-from fst.assets import resolve_style_path
+from fst.artefacts.universal_checkpoint import bound_styles, load_universal, universal_from_checkpoint, universal_metadata
+from fst.assets import resolve_model_path, resolve_style_path
 from fst.core.domain import at_least, positive
 from fst.core.errors import FstError
 from fst.models import style_transforms
@@ -64,6 +64,7 @@ class UniversalModule(pl.LightningModule):
         style_loss: str = "intra",
         style_layers: list[str] | None = None,
         style_layer_weights: list[float] | None = None,
+        base_checkpoint: str | None = None,
     ):
         """
         Args:
@@ -89,6 +90,10 @@ class UniversalModule(pl.LightningModule):
                 as for a per-painting network; ``intra`` (mean_std) is AdaIN's.
             style_layers: VGG16 layers of the style loss (default: a per-painting network's, relu1_2 to relu4_3).
             style_layer_weights: one weight per style layer (default: a per-painting network's).
+            base_checkpoint: start from this universal network's encoder and decoder (a path or
+                ``sample:universal``; its layer and width must be this config's) instead of VGG16 and a fresh
+                decoder: a style run that begins where a reconstruction run ended. Resuming a run
+                (``--ckpt_path``) takes its own checkpoint's weights instead.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -100,6 +105,12 @@ class UniversalModule(pl.LightningModule):
         if pixel_weight + feature_weight + style_weight <= 0:
             raise FstError("pixel_weight, feature_weight and style_weight are all 0: nothing to train")
         self.net = UniversalNet(transform, layer, width)
+        self._encoder_loaded = False
+        if base_checkpoint is not None:
+            if vgg_weights is not None:
+                raise FstError("model.base_checkpoint brings its own encoder: leave model.vgg_weights unset")
+            start_from(self.net, base_checkpoint)
+            self._encoder_loaded = True
         self.style = StyleObjective(style_loss, style_layers, style_layer_weights, vgg_weights) if style_weight else None
         self.min_side = max(min_side(layer), self.style.min_side if self.style else 0)
         at_least("preview_style_size", preview_style_size, self.min_side)
@@ -107,7 +118,6 @@ class UniversalModule(pl.LightningModule):
                                                                else preview_styles)]
         self._preview_stats: dict[str, list[torch.Tensor]] = {}
         self._previews: list[torch.Tensor] = []
-        self._encoder_loaded = False
         self._last_step_time: float | None = None
 
     # --- what fst fit checks before a run starts ------------------------------------------------
@@ -237,3 +247,20 @@ class UniversalModule(pl.LightningModule):
         checkpoint["fst"] = universal_metadata(
             self.net, global_step=int(self.global_step),
             precision=str(self.trainer.precision) if self._trainer is not None else None)
+
+
+def start_from(net: UniversalNet, base: str) -> None:
+    """`net` given the weights of the universal checkpoint `base`, checked as data first; one line
+    for a file of another layer or width, or one fine-tuned to a painting."""
+    path = resolve_model_path(base)
+    ckpt = load_universal(path)
+    if bound_styles(ckpt, str(path)) is not None:
+        raise FstError(f"{path}: fine-tuned to one painting; model.base_checkpoint takes a universal network "
+                       "(the one it was fine-tuned from, e.g. sample:universal)")
+    trained, _ = universal_from_checkpoint(ckpt)
+    for key in ("layer", "width"):
+        have, want = trained.config[key], net.config[key]
+        if have != want:
+            raise FstError(f"{path}: a universal network of {key} {have}, this run's model.{key} is {want}; "
+                           f"set --model.{key} {have}")
+    net.load_state_dict(trained.state_dict())
