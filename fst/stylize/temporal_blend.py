@@ -25,7 +25,9 @@ frames per output plus one input frame, so memory does not grow with the clip.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +133,23 @@ def blend(styled: torch.Tensor, previous: torch.Tensor | None, motion: Motion | 
     return (1 - a) * styled + a * warp(previous, motion.flow)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the lever's ops (CPU tensors of a frame or two, too small to share):
+    with 2 threads on the 2-core machine, loaded by other jobs, each small op stalled and the lever
+    took 0.7-3 s a frame against 0.09-0.7 s on one (docs/benchmarks.md). The network runs outside
+    this block, with every thread."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ClipBlend:
     """The lever for one clip and its outputs (one per style): motion estimated once per frame, each
     output blended with its own previous frame (kept in float, so rounding does not accumulate)."""
@@ -146,6 +165,11 @@ class ClipBlend:
         """Input frames (each (H, W, 3) uint8) in order, and per output their stylised batch (B, H,
         W, 3) uint8 -> per output the blended batch."""
         out = [s.copy() for s in styled]
+        with one_thread():
+            self._blend(frames, out)
+        return out
+
+    def _blend(self, frames: list[np.ndarray], out: list[np.ndarray]) -> None:
         for i, frame in enumerate(frames):
             first = self.motion.prev is None
             motion = self.motion.next(frame)
@@ -154,4 +178,3 @@ class ClipBlend:
                 y = blend(to_tensor(batch[i]), self.previous[k], motion, self.weight)
                 self.previous[k] = y
                 batch[i] = to_u8(y)
-        return out
