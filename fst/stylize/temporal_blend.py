@@ -12,15 +12,16 @@ confidence-weighted blend, a recursive average along the motion):
 
 - 0 where the motion cannot be trusted: the forward-backward check fails (occluded, or the point was
   outside the previous frame: what appears takes the new frame), softened over 3×3 so the blend has
-  no hard seams (eroding it by a pixel first measured more flicker and showed no less ghosting);
+  no hard seams (eroding it by a pixel first measured more flicker: docs/video.md);
 - times exp(−e/ERROR_SCALE), e the input frames' own error under that motion (‖I_t − warp(I_{t−1})‖²
   over RGB): where the moved previous input does not match the new one (a flow error, a shadow, a
   change of light), the previous output would be a ghost, so the new frame wins;
 - 0 everywhere after a cut (under MIN_MATCHED of the pixels pass the check): the blend starts afresh.
 
 Flow is estimated on frames whose long side is at most FLOW_SIDE (smaller frames as they are), then
-upsampled with the confidence: big frames cost no more flow than a 640 px one. The state is two
-frames per output plus one input frame, so memory does not grow with the clip.
+upsampled with the confidence: big frames cost no more flow than a 640 px one. The state is
+one float frame per output and the previous input frame at the flow's size, so memory does not grow
+with the clip.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from fst.metrics.warping import warp
 
 DEFAULT_WEIGHT = 0.7  # W when --temporal is given alone: chosen by measurement (docs/video.md)
 FLOW_SIDE = 640  # long side the flow is estimated at, px
-ERODE = 0  # px the consistent region is shrunk by (1 measured: more flicker, no less ghosting seen)
+ERODE = 0  # px the consistent region is shrunk by (1 measured more flicker)
 ERROR_SCALE = 0.05  # input frames' warp error (RGB, [0, 1] units, summed) where confidence falls to 1/e
 
 
