@@ -3,8 +3,9 @@
     fst flicker street.mp4 street_starry.mp4 [more stylized versions...]
 
 The motion is estimated on the input clip (OpenCV DIS, or Farnebäck with ``--flow farneback``: a
-second, independent estimator, for judging what uses DIS's motion itself; fst.metrics.flow), occluded pixels and
-frame pairs across a cut are left out (fst.study.flicker), and each stylized clip's warping error
+second, independent estimator, for judging what uses DIS's motion itself; fst.metrics.flow),
+occluded pixels and frame pairs across a cut are left out (fst.study.flicker; cuts found by DIS's
+check under either flow), and each stylized clip's warping error
 is divided by the input's own: 1.0 is as stable as the input, 4.0 four times its error. A stylized
 clip must have the same frames (`fst stylize` keeps them); a different size (``--max-size``) is
 scaled to the input's measuring size.
