@@ -73,7 +73,7 @@ def test_a_background_uncovered_by_a_moving_object_takes_the_new_frame():
     uncovered = out[1][24:40, 14:22]  # under the object in frame 0, background in frame 1
     assert np.abs(uncovered - 200).mean() < 40  # the new frame, not the black previous output (20)
     still = out[1][4:16, 4:60]  # background seen in both frames: mostly the previous output
-    assert still.mean() < 60
+    assert still.mean() < 100  # 20 if every pixel kept the previous output, 200 if none; measured 48
 
 
 def test_a_cut_starts_afresh():
