@@ -7,6 +7,11 @@ pixel, which the warping error needs) and fast on a CPU (no network, no GPU), an
 with opencv-python. Its errors are what makes an input clip's own warping error non-zero, which is
 why `fst.metrics.warping.flicker_ratio` divides by that error.
 
+A second estimator, independent of DIS, checks what DIS-based measures say (a lever that uses DIS's
+motion itself, `fst.stylize.temporal_blend`, must not be judged by DIS alone): OpenCV's Farnebäck
+(2003, "Two-Frame Motion Estimation Based on Polynomial Expansion"), a global polynomial-expansion
+method with nothing in common with DIS's patch search; ``method="farneback"``.
+
 Occlusions: forward-backward consistency (Sundaram et al. 2010, as Ruder et al. 2016 use it for
 video style transfer). Where a pixel is visible in both frames, the backward flow at x + w_f(x)
 points back: w_f + ŵ_b ≈ 0. A pixel is occluded where |w_f + ŵ_b|² > 0.01 (|w_f|² + |ŵ_b|²) + 0.5,
@@ -37,6 +42,15 @@ from fst.metrics.warping import inside, warp
 # lengths plus half a pixel², the slack for the flows' sub-pixel error.
 RELATIVE_SLACK = 0.01
 ABSOLUTE_SLACK = 0.5
+# A pair of frames where under this share of the pixels pass the check has no motion to follow (a
+# cut, a flash): the flicker measure leaves it out, the temporal blend starts afresh after it.
+MIN_MATCHED = 0.5
+
+
+METHODS = ("dis", "farneback")
+# Farnebäck's parameters: OpenCV's documented example (pyramid halving, 15 px window, 3 iterations,
+# polynomial of 5 px, σ 1.2) with 5 pyramid levels, so motions of tens of pixels are followed.
+FARNEBACK = dict(pyr_scale=0.5, levels=5, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
 
 
 def _cv2() -> types.ModuleType:
@@ -55,13 +69,34 @@ def gray_u8(frame: torch.Tensor) -> np.ndarray:
     return (y.clamp(0, 1) * 255 + 0.5).to(torch.uint8).contiguous().numpy()
 
 
-def estimate(frame_a: torch.Tensor, frame_b: torch.Tensor) -> torch.Tensor:
-    """(2, H, W) float32 flow from frame a to frame b ((3, H, W) RGB in [0, 1]): pixel x of a is at
-    x + flow(x) in b. DIS, preset MEDIUM."""
+def require_opencv(what: str) -> None:
+    """One line saying how to install OpenCV if `what` (which needs optical flow) cannot import it."""
+    try:
+        _cv2()
+    except FstError:
+        raise FstError(f"{what} needs OpenCV for optical flow: pip install 'fst[eval]'") from None
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise FstError(f"unknown optical flow method {method!r}: one of {', '.join(METHODS)}")
+
+
+def estimate_gray(gray_a: np.ndarray, gray_b: np.ndarray, method: str = "dis") -> torch.Tensor:
+    """(2, H, W) float32 flow from luma frame a to b ((H, W) uint8): pixel x of a is at x + flow(x) in b."""
+    check_method(method)
     cv2 = _cv2()
-    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(gray_u8(frame_a), gray_u8(frame_b), None)  # (H, W, 2): dx, dy
-    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()
+    if method == "dis":
+        flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray_a, gray_b, None)
+    else:
+        flow = cv2.calcOpticalFlowFarneback(gray_a, gray_b, None, **FARNEBACK)
+    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()  # (H, W, 2) dx, dy -> (2, H, W)
+
+
+def estimate(frame_a: torch.Tensor, frame_b: torch.Tensor, method: str = "dis") -> torch.Tensor:
+    """(2, H, W) float32 flow from frame a to frame b ((3, H, W) RGB in [0, 1]): pixel x of a is at
+    x + flow(x) in b. DIS (preset MEDIUM) or Farnebäck."""
+    return estimate_gray(gray_u8(frame_a), gray_u8(frame_b), method)
 
 
 def occlusion_mask(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
@@ -76,12 +111,14 @@ def occlusion_mask(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor
     return (miss <= slack) & inside(fw)
 
 
-def clip_motion(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_motion(frames: torch.Tensor, method: str = "dis") -> tuple[torch.Tensor, torch.Tensor]:
     """For input frames (T, 3, H, W): the T−1 forward flows (T−1, 2, H, W) from frame t to t+1 and
-    their occlusion masks (T−1, 1, H, W), what `fst.metrics.warping.warping_error` takes."""
+    their occlusion masks (T−1, 1, H, W), what `fst.metrics.warping.warping_error` takes; `method`
+    one of METHODS."""
+    check_method(method)
     if frames.shape[0] < 2:
         raise FstError(f"motion needs at least 2 frames, got {frames.shape[0]}")
     pairs = list(zip(frames[:-1], frames[1:]))
-    forward = torch.stack([estimate(a, b) for a, b in pairs])
-    backward = torch.stack([estimate(b, a) for a, b in pairs])
+    forward = torch.stack([estimate(a, b, method) for a, b in pairs])
+    backward = torch.stack([estimate(b, a, method) for a, b in pairs])
     return forward, occlusion_mask(forward, backward)

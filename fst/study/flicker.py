@@ -28,13 +28,13 @@ from fst.core.errors import FstError
 from fst.io.clips import read_frames
 from fst.io.images import open_rgb
 from fst.metrics import flow, known_motion
+from fst.metrics.flow import MIN_MATCHED
 from fst.metrics.warping import RATIO_FLOOR, warping_error
 from fst.study.sample_clips import resolve_clip
 
 KNOWN_FRAMES = 12  # frames of each known-motion clip
 PAN_STEP = 2  # px per frame
 ZOOM_FACTOR = 1.01  # per frame
-MIN_MATCHED = 0.5
 PHOTO_MARGIN = 1.25  # room for the pan and the zoom around the first frame
 
 
@@ -82,18 +82,31 @@ def known_clips(photo: Path, size: int) -> list[EvalClip]:
     return [EvalClip(name, f, fl, m, exact=True) for name, (f, fl, m) in clips.items()]
 
 
-def real_clip(spec: str, count: int, max_side: int, skip: int = 0) -> EvalClip:
+def real_clip(spec: str, count: int, max_side: int, skip: int = 0, method: str = "dis") -> EvalClip:
     """`count` frames of a clip (a path or sample:NAME) after `skip`, long side `max_side`, the motion
-    estimated on them; pairs with under MIN_MATCHED of their pixels matched are left out."""
+    estimated on them (by `method`, fst.metrics.flow.METHODS); pairs with under MIN_MATCHED of their
+    pixels matched are left out."""
     path = resolve_clip(spec)
     frames = as_tensor(read_frames(path, count, max_side, skip))
     if frames.shape[0] < 2:
         raise FstError(f"{path}: fewer than 2 frames to compare after skipping {skip}")
-    flows, masks = flow.clip_motion(frames)
-    followed = masks.flatten(1).float().mean(1) >= MIN_MATCHED
+    return motion_clip(path.stem, frames, method, str(path))
+
+
+def motion_clip(name: str, frames: torch.Tensor, method: str = "dis", where: str | None = None) -> EvalClip:
+    """Input frames (T, 3, H, W) in [0, 1] with their motion estimated by `method`; pairs across a cut
+    (under MIN_MATCHED of the pixels matched by DIS) left out. `where` names the clip in errors."""
+    where = where or name
+    if frames.shape[0] < 2:
+        raise FstError(f"{where}: fewer than 2 frames to compare")
+    flows, masks = flow.clip_motion(frames, method)
+    # Cuts are found by DIS's check whatever the method: Farnebäck's smooth polynomial flow passes the
+    # forward-backward check across a cut (measured: all 11 pairs of a two-shot clip "followed").
+    cut_check = masks if method == "dis" else flow.clip_motion(frames, "dis")[1]
+    followed = cut_check.flatten(1).float().mean(1) >= MIN_MATCHED
     if not followed.any():
-        raise FstError(f"{path}: no two consecutive frames whose motion can be followed")
-    return EvalClip(path.stem, frames, flows, masks & followed.view(-1, 1, 1, 1))
+        raise FstError(f"{where}: no two consecutive frames whose motion can be followed")
+    return EvalClip(name, frames, flows, masks & followed.view(-1, 1, 1, 1))
 
 
 def column(clip: EvalClip) -> str:

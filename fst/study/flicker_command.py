@@ -2,8 +2,10 @@
 
     fst flicker street.mp4 street_starry.mp4 [more stylized versions...]
 
-The motion is estimated on the input clip (OpenCV DIS, fst.metrics.flow), occluded pixels and
-frame pairs across a cut are left out (fst.study.flicker), and each stylized clip's warping error
+The motion is estimated on the input clip (OpenCV DIS, or Farnebäck with ``--flow farneback``: a
+second, independent estimator, for judging what uses DIS's motion itself; fst.metrics.flow),
+occluded pixels and frame pairs across a cut are left out (fst.study.flicker; cuts found by DIS's
+check under either flow), and each stylized clip's warping error
 is divided by the input's own: 1.0 is as stable as the input, 4.0 four times its error. A stylized
 clip must have the same frames (`fst stylize` keeps them); a different size (``--max-size``) is
 scaled to the input's measuring size.
@@ -23,6 +25,7 @@ from fst.core.errors import FstError
 from fst.io.clips import read_frames
 from fst.io.files import write_atomic
 from fst.io.targets import check_outputs
+from fst.metrics import flow
 from fst.study.flicker import EvalClip, as_tensor, real_clip
 from fst.study.sample_clips import resolve_clip
 
@@ -37,6 +40,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--skip", type=int, default=0, help="frames skipped at the start (default 0)")
     p.add_argument("--size", type=int, default=320,
                    help="long side the frames are measured at, px (default 320: flow is stable and fast there)")
+    p.add_argument("--flow", choices=flow.METHODS, default="dis",
+                   help="optical flow estimator: dis (default) or farneback (independent of DIS; slower)")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     return p
 
@@ -60,11 +65,13 @@ def main(argv: list[str]) -> int:
         raise FstError("--frames must be >= 2, --skip >= 0 and --size >= 16")
     if args.json:  # before the measuring: --json must name neither clip, nor a device or FIFO
         check_outputs([args.json], [resolve_clip(args.input), *args.stylized])
-    clip = real_clip(args.input, args.frames, args.size, args.skip)
+    flow.require_opencv("fst flicker")
+    clip = real_clip(args.input, args.frames, args.size, args.skip, args.flow)
     pairs = f"{int(clip.keep.sum())} of {clip.keep.numel()} frame pairs"
-    results = {"input": args.input, "input_warping_error": clip.input_error, "pairs_measured": pairs,
+    results = {"input": args.input, "flow": args.flow, "input_warping_error": clip.input_error, "pairs_measured": pairs,
                "flicker": {}}
-    print(f"{args.input}: warping error {results['input_warping_error']:.3g} ({pairs}; the rest are cuts)")
+    print(f"{args.input}: warping error {results['input_warping_error']:.3g} under {args.flow} flow ({pairs}; "
+          "the rest are cuts)")
     for path in args.stylized:
         ratio = clip.ratio(stylized_frames(path, clip, args.frames, args.skip, args.size))
         results["flicker"][str(path)] = ratio

@@ -35,6 +35,9 @@
 - Clips (.mp4 .mov .mkv .webm .avi; `fst.stylize.video`): every frame with the same options, the
   same frames and timestamps, audio and subtitles copied untouched (a stream the output cannot hold
   is named on one line); ``--ext`` applies to inputs of its kind.
+- ``--temporal [W]`` (clips): each frame blended with the previous output frame moved along the
+  clip's own motion, where that motion can be trusted (`fst.stylize.temporal_blend`): less flicker
+  from any network, no retraining; needs OpenCV (the ``eval`` extra).
 - A file that cannot be read, stylised or written, for whatever reason, is reported on one line and
   skipped; the rest are done, and the exit status is 1 with a summary. A stop signal still stops.
 """
@@ -58,6 +61,8 @@ from fst.stylize.paintings import DEFAULT_STYLE_SIZE
 from fst.stylize.outputs import collect_inputs, plan_outputs, with_style_labels
 from fst.stylize.styles import style_choices
 from fst.stylize.stylizer import Stylizer
+from fst.stylize import temporal_blend
+from fst.metrics.flow import require_opencv
 from fst.stylize.video import stylize_clip
 
 
@@ -135,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    " the result comes back to full size with the photo's own fine detail added back, so the"
                    " picture stays sharp; any network")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
+    p.add_argument("--temporal", type=float, nargs="?", const=temporal_blend.DEFAULT_WEIGHT, default=0.0, metavar="W",
+                   help="clips: blend each frame with the previous output frame moved along the clip's own motion"
+                   f" (optical flow), by W in [0, 1) where the motion is trusted (default W"
+                   f" {temporal_blend.DEFAULT_WEIGHT}): less flicker, any network, no retraining; needs OpenCV")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -147,11 +156,15 @@ def default_overlap(tile: int | None) -> int:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     overlap = args.overlap if args.overlap is not None else default_overlap(args.tile)
-    opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color, args.stroke_scale)
+    opts = Options(args.tile, overlap, args.max_size, args.strength, args.preserve_color, args.stroke_scale,
+                   args.temporal)
     notes: list[str] = []  # a folder's files that are neither images nor clips
     files, problems = collect_inputs(args.inputs, notes)
     if not files:
         raise FstError("; ".join(problems) or "no inputs")
+    has_clips = any(map(is_clip, files))
+    if opts.temporal and has_clips:
+        require_opencv("--temporal")
     targets = plan_outputs(files, args.out, args.ext, others=(Path(args.model), *(args.style_image or [])))
     if args.style_size < 0:
         raise FstError(f"--style-size must be >= 0, got {args.style_size}")
@@ -166,6 +179,9 @@ def main(argv: list[str]) -> int:
         stylizer.compile()
     if not args.quiet:
         print(f"fst stylize: {stylizer.describe()}; compile {'on' if compile_ else 'off'} ({why})", file=sys.stderr)
+    if has_clips and not opts.temporal and not args.quiet:
+        print("fst stylize: hint: --temporal blends each frame with the one before along the clip's motion,"
+              " for less flicker", file=sys.stderr)
     for line in notes:
         print(f"fst stylize: left out {printable(line)}", file=sys.stderr)
     for line in problems:

@@ -26,6 +26,7 @@ from fst.models.transformer import MIN_SIDE
 from fst.stylize.outputs import check_size, image_format
 from fst.stylize.stroke_scale import at_stroke_scale
 from fst.stylize import memory
+from fst.stylize.temporal_blend import check_weight
 from fst.stylize.stylizer import MIN_TILE, Stylizer, gigabytes, is_out_of_memory
 
 ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA"}
@@ -42,8 +43,10 @@ class Options:
     strength: float = 1.0
     preserve_color: bool = False
     stroke_scale: float = 1.0
+    temporal: float = 0.0  # clips: the weight of the previous output frame (fst.stylize.temporal_blend); 0 off
 
     def __post_init__(self) -> None:
+        check_weight(self.temporal)
         if not 0.0 <= self.strength <= 1.0:
             raise FstError(f"--strength must be in [0, 1], got {self.strength}")
         if not 1.0 <= self.stroke_scale <= 16.0:

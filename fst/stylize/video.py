@@ -52,6 +52,7 @@ from fst.stylize.image import (
     run_network,
 )
 from fst.stylize.stylizer import Stylizer
+from fst.stylize.temporal_blend import ClipBlend
 
 BATCH = 4  # frames per network pass: amortises per-call overhead, bounds memory (see above)
 QUEUED = 2  # batches waiting on each side of the network: decoded frames, stylised batches
@@ -122,6 +123,7 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
     held: list[av.Packet] = []  # audio before the first frame: the writers open once its size is known
     batch: list[Frame] = []
     written = 0
+    smooth = ClipBlend(opts.temporal, len(outputs)) if opts.temporal else None  # --temporal: state across batches
     bar = tqdm(total=clip.declared_frames, desc=clip.path.name, unit="frame", leave=False,
                disable=not progress or None, file=sys.stderr)
 
@@ -156,10 +158,10 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
                     held.clear()
                 batch.append(item)
                 if len(batch) == BATCH:
-                    written += _flush(stylizer, batch, put, outputs, opts, bar)
+                    written += _flush(stylizer, batch, put, outputs, opts, bar, smooth)
             if not writers:
                 raise FstError(f"{clip.path}: no video frame could be decoded")
-            written += _flush(stylizer, batch, put, outputs, opts, bar)
+            written += _flush(stylizer, batch, put, outputs, opts, bar, smooth)
         for w in writers:  # every frame is encoded: flush each encoder, write each trailer
             w.close()
         if writers[0].retimed:  # every output got the same timestamps
@@ -176,12 +178,14 @@ def _run(stylizer: Stylizer, clip: Clip, outputs: list[tuple[Path, Output]], opt
 
 
 def _flush(stylizer: Stylizer, batch: list[Frame], put: Callable[[tuple[list[np.ndarray], list[Frame]]], None],
-           outputs: list[tuple[Path, Output]], opts: Options, bar: tqdm) -> int:
-    """Stylise the batch for each output, hand it to the encoder, empty it; how many frames it held."""
+           outputs: list[tuple[Path, Output]], opts: Options, bar: tqdm, smooth: ClipBlend | None = None) -> int:
+    """Stylise the batch for each output (blended with the frames before if `smooth`), hand it to the
+    encoder, empty it; how many frames it held."""
     if not batch:
         return 0
     arrays = [f for f, _, _ in batch]
-    put(([stylize_batch(stylizer, arrays, weights, opts) for _, (weights, _) in outputs], list(batch)))
+    styled = [stylize_batch(stylizer, arrays, weights, opts) for _, (weights, _) in outputs]
+    put((smooth(arrays, styled) if smooth else styled, list(batch)))
     n = len(batch)
     bar.update(n)
     batch.clear()
