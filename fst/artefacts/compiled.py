@@ -42,6 +42,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from fst.core import inductor_cache
 from fst.core.errors import FstError, first_line
 from fst.core.precision import cpu_flags
 from fst.models.transformer import MIN_SIDE, TransformerNet, export_shapes, sample_inputs
@@ -109,6 +110,7 @@ def package(program: Any, meta: dict[str, Any], state: dict[str, torch.Tensor], 
     """An exported program compiled by AOTInductor into a package's bytes, with fst's metadata and
     the weights `state` beside the code (what fst reads as data)."""
     meta_json = json.dumps(meta, sort_keys=True, default=str)
+    inductor_cache.keyed_by_cpu_isa()
     with tempfile.TemporaryDirectory(prefix="fst-aoti-") as tmp:
         path = Path(tmp) / "model.pt2"
         try:

@@ -27,7 +27,7 @@ from fst.artefacts.exported import (
     sniff_format,
 )
 from fst.artefacts.universal_exported import is_baked
-from fst.core import host_memory
+from fst.core import host_memory, inductor_cache
 from fst.core import precision as fst_precision
 from fst.core.errors import FstError, first_line
 from fst.models import tiling
@@ -243,6 +243,7 @@ class Stylizer:
         self.widest = max(64, round(64 * meta["universal"]["width"]))
 
     def compile(self) -> None:
+        inductor_cache.keyed_by_cpu_isa()
         self._compiled = torch.compile(self.eager)
 
     def describe(self) -> str:

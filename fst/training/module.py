@@ -17,6 +17,7 @@ from fst import losses
 from fst.artefacts import checkpoint as fst_checkpoint
 from fst.artefacts.universal_checkpoint import is_universal, load_model_checkpoint
 from fst.assets import resolve_model_path, resolve_style_path
+from fst.core import inductor_cache
 from fst.core.domain import at_least, positive
 from fst.core.errors import FstError
 from fst.losses import temporal
@@ -162,6 +163,8 @@ class StyleTransferModule(pl.LightningModule):
             self.to(memory_format=torch.channels_last)
         # A compiled bound method, not a compiled module: an OptimizedModule attribute would register
         # a second copy of the weights (`_orig_mod.*`) in every checkpoint.
+        if compile:
+            inductor_cache.keyed_by_cpu_isa()
         self._forward = torch.compile(self.transformer.forward) if compile else self.transformer.forward
         self.strict_loading = False  # checkpoints leave out the frozen VGG (it comes from the weights cache)
         self._skipped = 0
