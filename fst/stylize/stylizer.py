@@ -23,9 +23,10 @@ from fst.artefacts.exported import (
     model_from_state,
     open_compiled,
     open_exported,
-    read_exported,
+    read_exported_int8,
     sniff_format,
 )
+from fst.artefacts.export import int8_model
 from fst.artefacts.universal_exported import is_baked
 from fst.core import host_memory
 from fst.core import precision as fst_precision
@@ -126,8 +127,12 @@ class Stylizer:
                 self.device = torch.device(self.meta["device"])
                 checked = self._checked
             else:  # fst's own network with the artefact's weights: full passes and tiles share it
-                checked = read_exported(self.source)
+                *checked, int8 = read_exported_int8(self.source)
                 self.meta = checked[1]
+                if int8 and self.device.type != "cpu":  # onnxruntime's CPU int8 kernels; auto takes the CPU
+                    if device != "auto":
+                        raise FstError(f"{self.source}: an int8 model runs on the CPU (onnxruntime); use --device cpu")
+                    self.device = torch.device("cpu")
             self.dtype = self.meta["dtype"]
             if dtype not in ("auto", self.dtype):
                 raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
@@ -141,6 +146,8 @@ class Stylizer:
                 if self.device.type == "cpu":  # fst's own network runs the artefact's weights: its fast pass's layout
                     self._eager = self._eager.to(memory_format=torch.channels_last)
                 self._full = adapted(self._eager, DTYPES[self.dtype], self.meta["channels_last"])
+                if int8:  # whole images in int8 (fst's graph, the artefact's numbers); tiles in fp32
+                    self._full = int8_model(self._eager, int8, str(self.source))
         elif self.universal:
             self._open_universal(style_images, transform, style_size, dtype)
         else:  # a checkpoint, or something load_checkpoint will explain the problem with
