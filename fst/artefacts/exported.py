@@ -129,7 +129,8 @@ def read_exported_int8(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     format = sniff_format(path)
     if format not in READERS:
         raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
-    state, meta, params = read_onnx_quantized(path) if format == "onnx" else (*READERS[format](path), [])
+    state, meta, *int8 = READERS[format](path)  # ONNX's reader adds the int8 numbers
+    params = int8[0] if int8 else []
     if meta.get("quantize") is not None and format != "onnx":
         raise FstError(f"{path}: fst metadata that says quantized, in a {format} file; fst quantizes ONNX only")
     return (*check_exported(path, state, meta), params)
@@ -187,11 +188,6 @@ def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, _parse_meta(path, meta)
 
 
-def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state, meta, _ = read_onnx_quantized(path)
-    return state, meta
-
-
 def read_onnx_quantized(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[ConvQuant]]:
     """An ONNX artefact's weights (an int8 one's dequantized), metadata, and its int8 numbers
     (`fst.artefacts.quantized`; none for fp32 and fp16), checked against the digest recorded."""
@@ -234,10 +230,10 @@ def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, {**_check_meta(path, meta), "compiled_for": compiled_for}
 
 
-READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
+READERS: dict[str, Callable[[Path], tuple[Any, ...]]] = {  # (weights, metadata[, int8 numbers])
     "torchscript": _read_torchscript,
     "export": _read_export,
-    "onnx": _read_onnx,
+    "onnx": read_onnx_quantized,
     "aoti": _read_aoti,
 }
 
