@@ -6,7 +6,7 @@ memory and quality, for one trained per-painting checkpoint.
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python scripts/bench_int8.py CKPT --out out/int8_avx2 --skip-quality
 
 1. Exports CKPT as fp32 ONNX and int8 ONNX (default calibration photos) into --out.
-2. Forward at --size (default 1920x1080), median of --reps after one warm-up, one process:
+2. Forward at --size (default 1920x1080), median of --reps after one warm-up, each in its own process:
    `fst stylize`'s pass for the checkpoint (dtype auto: bf16 where native), for the fp32 .onnx (fst's
    network, fp32) and for the int8 .onnx (onnxruntime, fst's graph with the file's int8 numbers), and
    the fp32 .onnx file in onnxruntime as its users would run it.
@@ -54,28 +54,43 @@ def photo(name: str, size: tuple[int, int] | None = None, long_side: int | None 
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
 
 
-def forward(models: dict[str, Path], size: tuple[int, int], reps: int) -> dict[str, float]:
-    import onnxruntime as ort
+def forward(models: dict[str, Path], size: tuple[int, int], reps: int) -> dict[str, dict[str, float]]:
+    """Each variant in a child process of its own: its peak memory is its own, and one variant's
+    kept memory (fst keeps freed blocks for reuse on the CPU) is not the next one's."""
+    out = {}
+    for name, path in [*models.items(), ("onnxruntime on the fp32 .onnx file", models["fp32 .onnx"])]:
+        cmd = [sys.executable, __file__, "--forward-one", str(path), "--size", f"{size[0]}x{size[1]}", "--reps", str(reps)]
+        if name.startswith("onnxruntime"):
+            cmd.append("--onnxruntime")
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"{name}: {p.stderr[-2000:]}")
+        out[name] = json.loads(p.stdout.strip().splitlines()[-1])
+        print(f"  forward {name}: {out[name]}", file=sys.stderr, flush=True)
+    return out
+
+
+def forward_one(path: Path, size: tuple[int, int], reps: int, onnxruntime: bool) -> None:
+    """One variant's median seconds a pass after a warm-up, and this process's peak RSS (GB), as JSON."""
+    import resource
 
     x = photo("alpaca", size)
-    runs = {}
-    for name, path in models.items():
-        s = Stylizer(path, "cpu")
-        runs[f"fst stylize pass: {name} ({s.dtype}{', onnxruntime int8' if s.meta.get('quantize') else ''})"] = s
-    session = ort.InferenceSession(str(models["fp32 .onnx"]), providers=["CPUExecutionProvider"])
-    runs["onnxruntime on the fp32 .onnx file"] = lambda t: session.run(None, {"image": t.numpy()})[0]
-    out = {}
-    for name, run in runs.items():
-        with torch.inference_mode():
+    if onnxruntime:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run, what = (lambda t: session.run(None, {"image": t.numpy()})[0]), "fp32, the file's graph"
+    else:
+        run = Stylizer(path, "cpu")
+        what = f"{run.dtype}{', int8 in onnxruntime' if run.meta.get('quantize') else ''}"
+    times = []
+    with torch.inference_mode():
+        for _ in range(reps + 1):
+            t = time.perf_counter()
             run(x)
-            times = []
-            for _ in range(reps):
-                t = time.perf_counter()
-                run(x)
-                times.append(time.perf_counter() - t)
-        out[name] = statistics.median(times)
-        print(f"  forward {name}: {out[name]:.2f} s", file=sys.stderr, flush=True)
-    return out
+            times.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(json.dumps({"seconds": statistics.median(times[1:]), "first_s": times[0], "runs": what, "peak_rss_gb": peak}))
 
 
 def whole_process(models: dict[str, Path], size: tuple[int, int], out: Path) -> dict[str, dict[str, float]]:
@@ -133,16 +148,23 @@ def side_by_side(x: torch.Tensor, ys: dict[str, torch.Tensor], dst: Path, crop: 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("checkpoint", type=Path, nargs="?")
+    p.add_argument("--out", type=Path)
     p.add_argument("--size", default="1920x1080")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--eval-size", type=int, default=512)
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--json", type=Path)
+    p.add_argument("--forward-one", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--onnxruntime", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.forward_one:
+        forward_one(args.forward_one, size, args.reps, args.onnxruntime)
+        return 0
+    if args.checkpoint is None or args.out is None:
+        p.error("CHECKPOINT and --out are required")
+    args.out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = args.out / "model_fp32.onnx", args.out / "model_int8.onnx"
     t = time.perf_counter()
     export_model(args.checkpoint, fp32)

@@ -21,6 +21,7 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
   trap is exporting training-mode batch statistics). Uses the TorchScript-based exporter
   (``dynamo=False`` where torch has the flag): the dynamo exporter needs onnxscript, which fst does
   not depend on. Dynamic axes: batch, height, width. fp32 or fp16 (onnxruntime has no bf16 conv).
+  ``--quantize int8``: int8 convolutions for onnxruntime on the CPU (`fst.artefacts.quantize`).
 
 - ``aoti`` (``.pt2``, only with ``--format aoti``): the network compiled ahead of time by
   AOTInductor for one device (``--device``) and dtype: the speed of ``torch.compile`` in a file that
@@ -355,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                    " without it the artefact takes a painting's statistics as a second input")
     p.add_argument("--quantize", default=None, metavar="int8",
                    help="int8: an ONNX file with int8 convolutions for onnxruntime, calibrated on --calibration's"
-                   " photos (docs/export.md: speed and quality)")
+                   " photos (README.md: int8 for the CPU)")
     p.add_argument("--calibration", type=Path, default=None, metavar="FOLDER",
                    help=f"with --quantize: photos whose activation ranges set the int8 scales (its first"
                    f" {MAX_PHOTOS}; default: 8 of the embedded photos the sample shards hold)")

@@ -10,7 +10,7 @@ quantizing them too (``quantize_static``'s default) measured slower, as each add
 Calibration photos: ``--calibration FOLDER`` (its first `MAX_PHOTOS` images, sorted), else
 `DEFAULT_PHOTOS`, eight of the embedded photos the sample shards train on, none of them one of
 `fst compare`'s default evaluation photos, which stay held out. Each is used at `SIDE` px long side.
-Why ONNX and not torch's PT2E flow, and what it costs in quality: docs/export.md.
+Why ONNX and not torch's PT2E flow, speed and quality: README.md (int8 for the CPU), docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 PHOTOS = Path(__file__).resolve().parents[2] / "fst" / "assets" / "photos"
 # int8 against fp32, the tiny random net (harder to quantize than a trained one: 0.003 mean for the
-# quickstart network, docs/export.md) on real photos up to 160x120, output in [0, 1]: measured
+# quickstart network, docs/benchmarks.md) on real photos up to 160x120, output in [0, 1]: measured
 # 2026-12-07 mean 0.011-0.021, 99th percentile 0.04-0.12 (max 0.16-0.46, a few pixels: not bounded).
 # Whether fst's graph is the file's graph is checked exactly, beside it.
 P99_DIFF, MEAN_DIFF = 0.2, 0.04
