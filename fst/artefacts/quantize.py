@@ -1,6 +1,6 @@
 """`fst export --quantize int8`: post-training static quantization of the ONNX export, for onnxruntime.
 
-Each Conv gets int8 weights (one scale per output channel) and uint8 input and output with one
+Each Conv but the output one (`fst.artefacts.quantized` says why) gets int8 weights (one scale per output channel) and uint8 input and output with one
 scale each, in ONNX's QDQ form, by onnxruntime's ``quantize_static``: the activation ranges are the
 min and max seen on calibration photos run through the fp32 network. onnxruntime fuses each
 DequantizeLinear -> Conv -> QuantizeLinear into one int8 convolution (VNNI/AMX on recent x86).
@@ -71,6 +71,7 @@ def int8_onnx(fp32: Any, photos: list[Path], n_styles: int) -> tuple[Any, str]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     import onnx
 
+    convs = [n for n in fp32.graph.node if n.op_type == "Conv"]  # the output conv stays fp32 (quantized.py)
     feeds = []
     for k, path in enumerate(photos):
         feed = {"image": photo_array(path)}
@@ -89,7 +90,8 @@ def int8_onnx(fp32: Any, photos: list[Path], n_styles: int) -> tuple[Any, str]:
         out = Path(tmp) / "int8.onnx"
         try:
             quantize_static(fp32, out, Photos(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=[convs[-1].name])
         except Exception as e:  # noqa: BLE001 - onnxruntime's errors: one line
             raise FstError(f"int8 quantization failed: {first_line(e)}") from None
         proto = onnx.load(str(out))
