@@ -210,3 +210,22 @@ def test_quantize_field_on_an_fp32_file_is_refused(made: dict[str, Path], tmp_pa
 def test_weights_digest_is_of_the_dequantized_weights(made: dict[str, Path]) -> None:
     state, meta = read_exported(made["int8"])
     assert weights_digest(state) == meta["weights_sha256"]
+
+
+def test_a_network_of_several_styles_runs_each_style_in_int8(tmp_path: Path) -> None:
+    """Calibrated with one style a photo in turn; fst's rebuilt graph takes the style weights too."""
+    from fst.models.transformer import style_weights
+
+    from nets import save_styles_checkpoint
+
+    ckpt = save_styles_checkpoint(tmp_path / "three.ckpt", ["a", "b", "c"])
+    int8 = Stylizer(export_model(ckpt, tmp_path / "q.onnx", quantize="int8"), "cpu")
+    fp32 = Stylizer(export_model(ckpt, tmp_path / "f.onnx"), "cpu")
+    x = photo("cat.jpg", (80, 64))
+    outs = []
+    for k in range(3):
+        int8.style = fp32.style = style_weights(3, {k: 1.0})[0]
+        y = int8(x)
+        assert (y - fp32(x)).abs().mean() < MEAN_DIFF
+        outs.append(y)
+    assert (outs[0] - outs[1]).abs().mean() > MEAN_DIFF / 4  # the style weights reach the int8 graph
