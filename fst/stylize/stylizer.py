@@ -96,8 +96,8 @@ class Stylizer:
 
     Every pass runs fst's own TransformerNet, with a checkpoint's weights or an artefact's, read as
     data once (`fst.artefacts.exported.open_exported`; an artefact's code or graph never runs), except a trusted
-    AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
-    fst's network on the weights the package carries, read in the same pass over the file.
+    AOTInductor package, whose compiled code runs whole-image passes, and an int8 ONNX file, whose int8
+    numbers run them in onnxruntime inside fst's own graph; their tiles (module hooks) run fst's network.
     A model of several styles (`style_names`) runs the style weights in `style` ((N,), e.g.
     `fst.models.transformer.style_weights(N, {k: 1.0})[0]` for style k alone).
     """
