@@ -21,6 +21,7 @@ Formats (``--format``; without it the output's suffix decides, ``.onnx``/``.pt2`
   trap is exporting training-mode batch statistics). Uses the TorchScript-based exporter
   (``dynamo=False`` where torch has the flag): the dynamo exporter needs onnxscript, which fst does
   not depend on. Dynamic axes: batch, height, width. fp32 or fp16 (onnxruntime has no bf16 conv).
+  ``--quantize int8``: int8 convolutions for onnxruntime on the CPU (`fst.artefacts.quantize`).
 
 - ``aoti`` (``.pt2``, only with ``--format aoti``): the network compiled ahead of time by
   AOTInductor for one device (``--device``) and dtype: the speed of ``torch.compile`` in a file that
@@ -59,6 +60,7 @@ from torch import nn
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import net_config, style_names, transformer_from_checkpoint
 from fst.artefacts.exported import (
+    _onnx_state_dict,
     BY_SUFFIX,
     COMPILED,
     DTYPES,
@@ -73,6 +75,8 @@ from fst.artefacts.exported import (
     sniff_format,
     weights_digest,
 )
+from fst.artefacts.quantize import MAX_PHOTOS, calibration_photos, int8_onnx
+from fst.artefacts.quantized import QUANTIZE, ConvQuant, conv_quant, int8_runner, with_qdq
 from fst.assets import resolve_model_path
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError
@@ -134,11 +138,15 @@ def export_model(
     say: Callable[[str], None] | None = None,
     style_image: Path | None = None,
     style_size: int = DEFAULT_STYLE_SIZE,
+    quantize: str | None = None,
+    calibration: Path | None = None,
 ) -> Path:
     """Export the transformer of an fst checkpoint to `out` (a file, or an existing folder).
     `device` matters to ``aoti`` only: a compiled package runs on the device it was compiled for.
     A universal network's checkpoint goes to `fst.artefacts.universal_export` (`style_image`: the
-    painting to bake in; without it the artefact takes a painting's statistics as an input)."""
+    painting to bake in; without it the artefact takes a painting's statistics as an input).
+    `quantize` "int8": an ONNX file with int8 convolutions, calibrated on `calibration`'s photos
+    (`fst.artefacts.quantize`)."""
     ckpt_path, out = resolve_model_path(ckpt_path), Path(out)  # sample:universal: a shipped network
     if out.is_dir():
         out = out / (ckpt_path.stem + SUFFIXES[format if format in SUFFIXES else "torchscript"])
@@ -151,8 +159,11 @@ def export_model(
         raise FstError(f"{out}: folder {out.parent} does not exist")
     if device != "cpu" and format not in COMPILED:
         raise FstError(f"--device applies to --format aoti only; a {format} file runs on any device")
+    check_quantize(quantize, format, dtype, calibration)
     check_output(out, ckpt_path)
     if is_universal_checkpoint(ckpt_path):
+        if quantize is not None:
+            raise FstError(f"{ckpt_path}: --quantize is for a per-painting network; a universal network's is not quantized")
         return export_universal(ckpt_path, out, format, dtype, channels_last, device, style_image, style_size, say)
     if style_image is not None:
         raise FstError(f"{ckpt_path}: --style-image is for a universal network's checkpoint; this network's "
@@ -172,11 +183,27 @@ def export_model(
     if format in COMPILED and say is not None:  # the one slow format: say so before the wait
         say(f"compiling with AOTInductor for {device} {dtype} (a minute or more)")
     # Serialise to memory first: archive member names then never mention the temp file.
-    data = WRITERS[format](net.eval(), meta, channels_last)
+    data = WRITERS[format](net.eval(), meta, channels_last) if quantize is None else write_int8(net.eval(), meta, calibration)
     with writing(out) as tmp:
         tmp.write_bytes(data)
     remove_temps(out)  # what an export killed before its rename (kill -9, power cut) left
     return out
+
+
+def check_quantize(quantize: str | None, format: str, dtype: str, calibration: Path | None) -> None:
+    """One line for a --quantize that cannot be written, before anything is read."""
+    if quantize is None:
+        if calibration is not None:
+            raise FstError("--calibration is for --quantize int8")
+        return
+    if quantize not in QUANTIZE:
+        raise FstError(f"unknown --quantize {quantize!r} (choose from {', '.join(QUANTIZE)})")
+    if format != "onnx":
+        raise FstError(f"--quantize {quantize} writes ONNX for onnxruntime; not a {format} file (use --format onnx or .onnx)")
+    if dtype != "fp32":
+        raise FstError(f"--quantize {quantize} quantizes the fp32 network; leave --dtype at fp32, not {dtype}")
+    optional("onnxruntime")
+    calibration_photos(calibration)  # a missing or empty folder: said now
 
 
 def check_output(out: Path, ckpt_path: Path) -> None:
@@ -243,6 +270,11 @@ def write_export(net: TransformerNet, meta: dict[str, Any], channels_last: bool 
 
 
 def write_onnx(net: TransformerNet, meta: dict[str, Any], channels_last: bool = False) -> bytes:
+    return _with_meta(onnx_model(net), meta)
+
+
+def onnx_model(net: TransformerNet) -> Any:
+    """fst's fp32 (or fp16) ONNX model proto of `net`, without metadata."""
     onnx = optional("onnx")
 
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -264,12 +296,36 @@ def write_onnx(net: TransformerNet, meta: dict[str, Any], channels_last: bool = 
             do_constant_folding=True,
             **kwargs,
         )
-    proto = onnx.load_from_string(buf.getvalue())
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _with_meta(proto: Any, meta: dict[str, Any]) -> bytes:
+    onnx = optional("onnx")
     entries = {META_FILE: _meta_json(meta)}
     entries.update({k: str(v) for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
     onnx.helper.set_model_props(proto, entries)
     proto.producer_name = "fst"
     return proto.SerializeToString()
+
+
+def write_int8(net: TransformerNet, meta: dict[str, Any], calibration: Path | None) -> bytes:
+    """The int8 ONNX model (`fst.artefacts.quantize`), its digests those of the weights it holds:
+    dequantized as every reader dequantizes them, and its int8 numbers."""
+    photos = calibration_photos(calibration)
+    proto, digest = int8_onnx(onnx_model(net), photos, net.n_styles)
+    state = _onnx_state_dict(Path("the int8 export"), proto, meta["net"], conv_quant(proto, "the int8 export"))
+    where = "fst/assets/photos" if calibration is None else calibration.name
+    meta.update(quantize="int8", quant_sha256=digest, weights_sha256=weights_digest(state),
+                calibration=f"{len(photos)} photos of {where}")
+    return _with_meta(proto, meta)
+
+
+def int8_model(net: TransformerNet, params: list[ConvQuant], origin: str) -> Callable[..., torch.Tensor]:
+    """What `fst stylize` runs for an int8 artefact: fst's own fp32 ONNX graph of `net` (the artefact's
+    checked, dequantized weights) with the artefact's int8 numbers put in (`with_qdq`), in
+    onnxruntime on the CPU; the artefact's own graph never runs."""
+    proto = with_qdq(onnx_model(net.float().eval()), params, origin)
+    return int8_runner(proto, 1 if net.n_styles == 1 else 2, torch.get_num_threads())
 
 
 WRITERS: dict[str, Callable[[TransformerNet, dict[str, Any], bool], bytes]] = {
@@ -298,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-image", type=Path, default=None, metavar="PAINTING",
                    help="a universal network only: bake this painting in (one input, as a per-painting network);"
                    " without it the artefact takes a painting's statistics as a second input")
+    p.add_argument("--quantize", default=None, metavar="int8",
+                   help="int8: an ONNX file with int8 convolutions for onnxruntime, calibrated on --calibration's"
+                   " photos (README.md: int8 for the CPU)")
+    p.add_argument("--calibration", type=Path, default=None, metavar="FOLDER",
+                   help=f"with --quantize: photos whose activation ranges set the int8 scales (its first"
+                   f" {MAX_PHOTOS}; default: 8 of the embedded photos the sample shards hold)")
     p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
                    help=f"with --style-image: the painting's long side when its statistics are taken (default {DEFAULT_STYLE_SIZE})")
     return p
@@ -312,12 +374,14 @@ def main(argv: list[str]) -> int:
         raise FstError("--device cuda: no CUDA device is available")
     out = export_model(args.checkpoint, args.out, args.format, args.dtype, args.channels_last, device,
                        say=lambda line: print(f"fst export: {line}", file=sys.stderr, flush=True),
-                       style_image=args.style_image, style_size=args.style_size)
+                       style_image=args.style_image, style_size=args.style_size, quantize=args.quantize,
+                       calibration=args.calibration)
     # Read it back: a file we cannot load must not look like success (a package: we just compiled it).
     # A package: we just compiled it, so we trust it.
     _, meta = load_compiled(out, device, trusted=True) if sniff_format(out) in COMPILED else load_exported(out)
     size_mb = out.stat().st_size / 1e6
     what = (f"universal {meta['universal']['transform']}, " + (f"painting {meta['style_name']!r}" if meta.get("painting")
             else f"stats input {tuple(meta['stats_shape'])}")) if meta.get("kind") == "universal" else f"style {meta['style_name']!r}"
-    print(f"wrote {out} ({meta['format']}, {meta['dtype']}, {size_mb:.1f} MB, {what}, step {meta['global_step']})")
+    kind = "int8, fp32 in and out" if meta.get("quantize") else meta["dtype"]
+    print(f"wrote {out} ({meta['format']}, {kind}, {size_mb:.1f} MB, {what}, step {meta['global_step']})")
     return 0

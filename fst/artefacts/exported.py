@@ -24,6 +24,7 @@ from torch import nn
 from fst.artefacts import compiled
 from fst.artefacts.checkpoint import check_finite, check_weights, net_config, transformer_from_state
 from fst.artefacts.metadata import check_metadata
+from fst.artefacts.quantized import ConvQuant, conv_quant, dequantized, quant_digest
 from fst.artefacts.universal_checkpoint import is_universal
 from fst.artefacts.universal_exported import (
     check_universal_weights,
@@ -116,14 +117,23 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     """An artefact's weights and fst metadata, read as data (`fst.untrusted`) and checked: the
     metadata's fields, the weights' names and shapes against its config, every weight in the
     exported dtype, the digest recorded at export, and every value finite."""
+    return read_exported_int8(path)[:2]
+
+
+def read_exported_int8(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[ConvQuant]]:
+    """`read_exported`, and an int8 ONNX artefact's int8 numbers (`fst.artefacts.quantized`; none
+    for any other artefact)."""
     path = Path(path)
     if not path.is_file():
         raise FstError(f"{path}: model not found")
     format = sniff_format(path)
     if format not in READERS:
         raise FstError(f"{path}: not an exported fst model (torchscript, .pt2 or .onnx)")
-    state, meta = READERS[format](path)
-    return check_exported(path, state, meta)
+    state, meta, *int8 = READERS[format](path)  # ONNX's reader adds the int8 numbers
+    params = int8[0] if int8 else []
+    if meta.get("quantize") is not None and format != "onnx":
+        raise FstError(f"{path}: fst metadata that says quantized, in a {format} file; fst quantizes ONNX only")
+    return (*check_exported(path, state, meta), params)
 
 
 def check_exported(path: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -178,14 +188,26 @@ def _read_export(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, _parse_meta(path, meta)
 
 
-def _read_onnx(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_onnx_quantized(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[ConvQuant]]:
+    """An ONNX artefact's weights (an int8 one's dequantized), metadata, and its int8 numbers
+    (`fst.artefacts.quantized`; none for fp32 and fp16), checked against the digest recorded."""
     optional("onnx")
     meta = _parse_meta(path, metadata_props(path).get(META_FILE))  # the graph unread
     if is_universal(meta):
+        if meta.get("quantize") is not None:
+            raise FstError(f"{path}: a quantized universal network, which fst never writes")
         proto = read_onnx(path, universal_onnx_bytes(meta, str(path)) + ONNX_GRAPH_SLACK)
-        return _onnx_universal_state(path, proto, meta), meta
+        return _onnx_universal_state(path, proto, meta), meta, []
     proto = read_onnx(path, onnx_bound(meta["net"], str(path)))
-    return _onnx_state_dict(path, proto, meta["net"]), meta
+    params: list[ConvQuant] = []
+    if meta.get("quantize") is not None:
+        if meta["quantize"] != "int8" or meta["dtype"] != "fp32" or "quant_sha256" not in meta:
+            raise FstError(f"{path}: fst metadata with quantize {meta['quantize']!r}, dtype {meta['dtype']!r}; fst "
+                           "writes int8 with fp32 input and output, and a quant_sha256")
+        params = conv_quant(proto, str(path))
+        if quant_digest(params) != meta["quant_sha256"]:
+            raise FstError(f"{path}: damaged: its int8 numbers do not match the digest recorded at export (flipped bytes?)")
+    return _onnx_state_dict(path, proto, meta["net"], params), meta, params
 
 
 # An fst ONNX file is its weights (4 bytes a parameter at most) and a graph of a few tens of KB
@@ -208,10 +230,10 @@ def _read_aoti(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, {**_check_meta(path, meta), "compiled_for": compiled_for}
 
 
-READERS: dict[str, Callable[[Path], tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
+READERS: dict[str, Callable[[Path], tuple[Any, ...]]] = {  # (weights, metadata[, int8 numbers])
     "torchscript": _read_torchscript,
     "export": _read_export,
-    "onnx": _read_onnx,
+    "onnx": read_onnx_quantized,
     "aoti": _read_aoti,
 }
 
@@ -273,14 +295,17 @@ def _onnx_universal_state(path: Path, proto: Any, meta: dict[str, Any]) -> dict[
         raise FstError(f"{path}: its ONNX graph does not hold the universal network's weights: {first_line(e)}") from None
 
 
-def _onnx_state_dict(path: Path, proto: Any, config: Any) -> dict[str, torch.Tensor]:
+def _onnx_state_dict(path: Path, proto: Any, config: Any, params: list[ConvQuant] | None = None) -> dict[str, torch.Tensor]:
     """Weights read off the graph's nodes, each kind in graph order, which is the module order of
     TransformerNet: Conv (weight, bias), InstanceNormalization (scale, shift; one style) and the
     MatMuls of each conditional norm's style weights with its gammas, then betas (several styles).
-    Initializer names are unreliable (the exporter merges equal ones)."""
+    Initializer names are unreliable (the exporter merges equal ones). An int8 graph's Conv weights
+    are `params`, dequantized."""
     graph = proto.graph
     try:
         tensors = _onnx_tensors(proto)
+        for conv, q in zip([n for n in graph.node if n.op_type == "Conv"], params or []):
+            tensors[conv.input[1]], tensors[conv.input[2]] = (t.numpy() for t in dequantized(q))
         found = {kind: [list(n.input[1:3]) for n in graph.node if n.op_type == kind] for kind in ("Conv", "InstanceNormalization")}
         matmuls = [n.input[1] for n in graph.node if n.op_type == "MatMul" and n.input[1] in tensors]
         found["MatMul"] = [matmuls[i:i + 2] for i in range(0, len(matmuls), 2)]

@@ -50,6 +50,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "style_loss": (lambda v: v is None or _text(v), "a name"),
     "weights_sha256": (lambda v: type(v) is str and SHA256.fullmatch(v) is not None, "64 hex digits"),
     "channels_last": (lambda v: type(v) is bool, "true or false"),
+    "quantize": (lambda v: v is None or _text(v), "a short text"),
+    "quant_sha256": (lambda v: type(v) is str and SHA256.fullmatch(v) is not None, "64 hex digits"),
     "input_range": (_range, "two finite numbers"),
     "output_range": (_range, "two finite numbers"),
     **{k: (lambda v: v is None or _text(v), "a short text") for k in (

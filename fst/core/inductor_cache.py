@@ -15,6 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
 
 VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -38,3 +42,9 @@ def keyed_by_cpu_isa() -> None:
         return  # the user's own folder (torch writes its default back into the variable once used)
     isa = re.sub(r"[^A-Za-z0-9]+", "-", str(pick_vec_isa())).strip("-").lower() or "scalar"
     os.environ[VARIABLE] = os.path.join(default, f"cpu-{isa}")
+
+
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`torch.compile(fn)`, its cache in this CPU's folder."""
+    keyed_by_cpu_isa()
+    return torch.compile(fn)

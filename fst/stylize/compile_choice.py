@@ -30,6 +30,8 @@ def compile_pays(choice: str, stylizer: "Stylizer", files: list[Path], opts: Opt
     these inputs exceeds the compile time."""
     if stylizer.format in COMPILED:
         return False, "an AOTInductor package is compiled already"
+    if stylizer.meta.get("quantize"):
+        return False, f"a {stylizer.meta['quantize']} model runs its whole images in onnxruntime"
     if choice != "auto":
         return choice == "yes", f"--compile {choice}"
     if stylizer.device.type != "cpu":

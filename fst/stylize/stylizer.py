@@ -23,9 +23,10 @@ from fst.artefacts.exported import (
     model_from_state,
     open_compiled,
     open_exported,
-    read_exported,
+    read_exported_int8,
     sniff_format,
 )
+from fst.artefacts.export import int8_model
 from fst.artefacts.universal_exported import is_baked
 from fst.core import host_memory, inductor_cache
 from fst.core import precision as fst_precision
@@ -95,8 +96,8 @@ class Stylizer:
 
     Every pass runs fst's own TransformerNet, with a checkpoint's weights or an artefact's, read as
     data once (`fst.artefacts.exported.open_exported`; an artefact's code or graph never runs), except a trusted
-    AOTInductor package, whose compiled code runs whole-image passes; its tiles (module hooks) run
-    fst's network on the weights the package carries, read in the same pass over the file.
+    AOTInductor package, whose compiled code runs whole-image passes, and an int8 ONNX file, whose int8
+    numbers run them in onnxruntime inside fst's own graph; their tiles (module hooks) run fst's network.
     A model of several styles (`style_names`) runs the style weights in `style` ((N,), e.g.
     `fst.models.transformer.style_weights(N, {k: 1.0})[0]` for style k alone).
     """
@@ -126,8 +127,12 @@ class Stylizer:
                 self.device = torch.device(self.meta["device"])
                 checked = self._checked
             else:  # fst's own network with the artefact's weights: full passes and tiles share it
-                checked = read_exported(self.source)
+                *checked, int8 = read_exported_int8(self.source)
                 self.meta = checked[1]
+                if int8 and self.device.type != "cpu":  # onnxruntime's CPU int8 kernels; auto takes the CPU
+                    if device != "auto":
+                        raise FstError(f"{self.source}: an int8 model runs on the CPU (onnxruntime); use --device cpu")
+                    self.device = torch.device("cpu")
             self.dtype = self.meta["dtype"]
             if dtype not in ("auto", self.dtype):
                 raise FstError(f"{self.source}: exported as {self.dtype}; re-export with --dtype {dtype} to run in {dtype}")
@@ -141,6 +146,8 @@ class Stylizer:
                 if self.device.type == "cpu":  # fst's own network runs the artefact's weights: its fast pass's layout
                     self._eager = self._eager.to(memory_format=torch.channels_last)
                 self._full = adapted(self._eager, DTYPES[self.dtype], self.meta["channels_last"])
+                if int8:  # whole images in int8 (fst's graph, the artefact's numbers); tiles in fp32
+                    self._full = int8_model(self._eager, int8, str(self.source))
         elif self.universal:
             self._open_universal(style_images, transform, style_size, dtype)
         else:  # a checkpoint, or something load_checkpoint will explain the problem with
@@ -243,8 +250,7 @@ class Stylizer:
         self.widest = max(64, round(64 * meta["universal"]["width"]))
 
     def compile(self) -> None:
-        inductor_cache.keyed_by_cpu_isa()
-        self._compiled = torch.compile(self.eager)
+        self._compiled = inductor_cache.compiled(self.eager)
 
     def describe(self) -> str:
         style = self.meta.get("style_name") or "?"

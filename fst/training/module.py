@@ -163,9 +163,7 @@ class StyleTransferModule(pl.LightningModule):
             self.to(memory_format=torch.channels_last)
         # A compiled bound method, not a compiled module: an OptimizedModule attribute would register
         # a second copy of the weights (`_orig_mod.*`) in every checkpoint.
-        if compile:
-            inductor_cache.keyed_by_cpu_isa()
-        self._forward = torch.compile(self.transformer.forward) if compile else self.transformer.forward
+        self._forward = inductor_cache.compiled(self.transformer.forward) if compile else self.transformer.forward
         self.strict_loading = False  # checkpoints leave out the frozen VGG (it comes from the weights cache)
         self._skipped = 0
         self._last_step_time: float | None = None
