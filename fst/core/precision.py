@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from fst.core.threads import one_thread
+
 AUTO = "auto"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Native bf16 convs ran 0.3-1x the time of fp32 on Zen 4; emulated ones (ONEDNN_MAX_CPU_ISA=AVX2)
@@ -83,15 +85,10 @@ def probe_bf16_slowdown() -> float:
     x = torch.rand(1, 64, 32, 32)
     w = torch.rand(64, 64, 3, 3)
     xb, wb = x.bfloat16(), w.bfloat16()
-    threads = torch.get_num_threads()
     # One thread: with several, a busy core stalls every OpenMP barrier and the ratio measures the load.
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            fp32 = _seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1))
-            bf16 = _seconds(lambda: torch.nn.functional.conv2d(xb, wb, padding=1))
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.inference_mode():
+        fp32 = _seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1))
+        bf16 = _seconds(lambda: torch.nn.functional.conv2d(xb, wb, padding=1))
     return bf16 / max(fp32, 1e-9)
 
 

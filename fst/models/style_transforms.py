@@ -18,13 +18,12 @@ input of fixed shape and blends work on any transform: `blend` mixes the transfo
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from fst.core.errors import FstError
+from fst.core.threads import one_thread
 
 EPS = 1e-5
 # Whitening divides by the square root of each eigenvalue of the photo's covariance; directions with
@@ -53,25 +52,10 @@ def _flat(f: torch.Tensor) -> torch.Tensor:
     return _rows(f).float()
 
 
-@contextlib.contextmanager
-def _one_thread(x: torch.Tensor) -> Iterator[None]:
-    """One intra-op thread for the block, on the CPU. MKL's threaded eigh of a 256x256 matrix took 0.1 s
-    on 2 cores against 0.02 s on one, and stalled for seconds now and then while another process held
-    a core (docs/universal.md, Speed); the matrix is too small to share."""
-    threads = torch.get_num_threads()
-    if x.device.type != "cpu" or threads == 1 or torch.compiler.is_compiling():
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
     """cov^power for symmetric positive semi-definite (B, C, C) matrices, eigenvalues floored."""
-    with _one_thread(cov):
+    # one thread: MKL's threaded eigh of a 256x256 matrix was 5x slower on 2 cores (fst.core.threads)
+    with one_thread(cov.device.type == "cpu" and not torch.compiler.is_compiling()):
         values, vectors = torch.linalg.eigh(cov.double())
     floor = EIGEN_FLOOR * values.mean(-1, keepdim=True).clamp_min(EPS) + EPS
     values = values.clamp_min(floor) ** power

@@ -26,9 +26,7 @@ with the clip.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from fst.core.errors import FstError
+from fst.core.threads import one_thread
 from fst.metrics.flow import MIN_MATCHED, estimate_gray, gray_u8, occlusion_mask
 from fst.metrics.warping import warp
 
@@ -132,23 +131,6 @@ def blend(styled: torch.Tensor, previous: torch.Tensor | None, motion: Motion | 
         return styled
     a = weight * motion.confidence
     return (1 - a) * styled + a * warp(previous, motion.flow)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread for the lever's ops (CPU tensors of a frame or two, too small to share):
-    with 2 threads on the 2-core machine, loaded by other jobs, each small op stalled and the lever
-    took 0.7-3 s a frame against 0.09-0.7 s on one (docs/benchmarks.md). The network runs outside
-    this block, with every thread."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class ClipBlend:
