@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from study_clip import write_clip  # noqa: E402
+
 PEER = "peer"
 FST = [sys.executable, "-m", "fst.cli"]
 STYLE_SIZE = 512  # the painting's long side for the metric's target, as `fst stylize --style-size`
@@ -217,7 +219,15 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
     from fst.study.evaluate import per_image
     from fst.metrics.features import FeatureMetrics
     from fst.training.style_image import load_style
+    class PhotoOnce(torch.nn.Module):  # the photo's features, the same for every method: computed once a photo
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net, self.photo, self.feats = net, None, None
+
+        def forward(self, t: torch.Tensor) -> dict:
+            return self.feats if t is self.photo else self.net(t)
     metrics = FeatureMetrics("vgg19")
+    metrics.vgg = vgg = PhotoOnce(metrics.vgg)
     done = {(r["method"], r["painting"], r["photo"]): r for r in known}
     rows = []
     for pa in args.paintings:
@@ -225,6 +235,8 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
         target = metrics.target(painting)
         for ph in photos:
             x = load_style(ph, 0)
+            with torch.no_grad():
+                vgg.photo, vgg.feats = x, vgg.net(x)
             for m in ["photo", *methods]:
                 if (m, pa.stem, ph.stem) in done:
                     rows.append(done[m, pa.stem, ph.stem])
@@ -239,6 +251,7 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
                     d = per_image(y, x, painting, metrics, target)
                 rows.append({"method": m, "painting": pa.stem, "photo": ph.stem,
                              **{k: float(v[0]) for k, v in d.items()}})
+            print(f"scored {pa.stem} {ph.stem} ({load_average()})", flush=True)
     return rows
 
 
@@ -288,20 +301,6 @@ def flicker_all(args: argparse.Namespace) -> list[dict]:
         measured = json.loads(js.read_text())["flicker"]
         rows += [{"method": m, "painting": pa.stem, "flicker": measured[str(o)]} for m, o in outs]
     return rows
-
-
-def write_clip(frames: "object", path: Path) -> None:
-    """(T, H, W, 3) uint8 frames as an H.264 clip at 25 fps, CRF 4 (nearly lossless)."""
-    import av
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "4"})
-        s.height, s.width = frames.shape[1], frames.shape[2]
-        s.pix_fmt = "yuv444p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 def speed_all(args: argparse.Namespace) -> list[dict]:
