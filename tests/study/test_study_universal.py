@@ -41,3 +41,21 @@ def test_method_pairs_are_name_equals_path() -> None:
                                                                                  ("a", "b=c")]
     with pytest.raises(SystemExit, match="NAME=PATH"):
         study.pairs(["no_name"], "--universal")
+
+
+def test_knob_grid_names_keep_the_defaults_name_and_tell_the_others_apart() -> None:
+    assert study.knob_suffix(1.0, 512) == ""  # the study's earlier rows keep their names
+    names = {study.knob_suffix(s, z) for s in (1.0, 1.5, 2.0) for z in (256, 512, 1024)}
+    assert len(names) == 9 and "_ss1.5_sz256" in names and "_ss1_sz1024" in names
+
+
+def test_photos_cover_the_frame_and_are_cropped_to_it(tmp_path: Path) -> None:
+    from PIL import Image
+    wide, tall = tmp_path / "wide.png", tmp_path / "tall.png"
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(wide)
+    Image.new("RGB", (12, 30), (10, 200, 10)).save(tall)
+    out = study.prepare_photos([wide, tall], 512, tmp_path / "photos", (16, 9))
+    assert [Image.open(p).size for p in out] == [(16, 9), (16, 9)]
+    assert Image.open(out[0]).getpixel((8, 4))[0] > 150  # the photo's pixels, scaled, not padding
+    plain = study.prepare_photos([wide], 24, tmp_path / "plain")
+    assert Image.open(plain[0]).size == (24, 12)  # without a frame: the long side, aspect kept
