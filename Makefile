@@ -31,15 +31,22 @@ $(CACHE)/vgg16.safetensors: | $(VENV)/.installed
 $(CACHE)/vgg19.safetensors: | $(VENV)/.installed
 	$(BIN)/fst weights fetch --arch vgg19
 
+# One pytest worker per core (pytest-xdist), at most 4: every test process runs one intra-op thread
+# (tests/conftest.py), so on 2 idle cores two workers took 94 s where one took 175 s for the same tests
+# (docs/benchmarks.md). `worksteal` hands a finished worker tests from the other's queue, so one long
+# file never runs alone at the end. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
 test: setup weights
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The suite on a machine that is busy: a job spinning on every core and half of MemTotal held in
 # resident pages (never more than is available; the load goes first if memory runs out) while it
 # runs, then stopped. A test that passes alone and fails here depends on timing or free memory.
 .PHONY: test-load
 test-load: setup weights
-	$(BIN)/python scripts/load.py --memory 0.5 -- $(BIN)/python -m pytest -q
+	$(BIN)/python scripts/load.py --memory 0.5 -- $(PYTEST)
 
 # The main job on the embedded default. Training resumes from runs/quickstart (a finished run is not redone).
 DEMO_PHOTOS := alpaca brandenburg_gate butterfly camels canyon_de_chelly bison

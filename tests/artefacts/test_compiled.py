@@ -154,12 +154,16 @@ def test_package_that_cannot_run_here_is_refused_before_its_code_runs(package: P
 
 
 def test_untrusted_package_never_loads_and_a_trusted_one_does(package: Path, image: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the flag nothing of the package runs; with it, it does: the payload proves the flag
     is what stands between a package and its code (and that this test's payload is real)."""
     marker = tmp_path / "payload_ran"
     evil = crafted(package, tmp_path / "evil.pt2", tmp_path, marker)
-    unpacked = set(Path(tempfile.gettempdir()).glob("*aoti*"))
+    own = tmp_path / "tmp"  # a temp folder no other test process unpacks into
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+    unpacked = set(own.glob("*aoti*"))
     one_line_error(["stylize", str(image), "--model", str(evil), "--out", str(tmp_path / "o.png"), "--device", "cpu"], capsys)
     assert not marker.exists()
     _, meta = load_exported(evil)  # its weights, as data: still nothing runs
@@ -170,7 +174,7 @@ def test_untrusted_package_never_loads_and_a_trusted_one_does(package: Path, ima
     err = one_line_error(["stylize", str(image), "--model", str(evil), "--out", str(tmp_path / "o.png"),
                           "--trust-compiled"], capsys)
     assert "AOTInductor could not load the package" in err and marker.exists()
-    assert set(Path(tempfile.gettempdir()).glob("*aoti*")) == unpacked  # the failed load left nothing behind
+    assert set(own.glob("*aoti*")) == unpacked  # the failed load left nothing behind
 
 
 def test_damaged_or_foreign_packages_are_one_line(package: Path, image: Path, tmp_path: Path,
