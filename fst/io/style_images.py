@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision.transforms.functional as TF
 
 from fst.core.errors import FstError
 from fst.io.clips import is_clip
 from fst.io.images import open_rgb
+from fst.io.pixels import to_tensor
 
 DEFAULT_STYLE_SIZE = 512  # the painting's long side when its statistics are taken (AdaIN's and WCT's)
 FLAT = 1.0 / 255  # a painting whose every channel varies less than one 8-bit level holds no style
@@ -35,7 +35,7 @@ def load_painting(path: Path, size: int, min_side: int) -> torch.Tensor:
     if min(img.size) < min_side:
         raise FstError(f"{path}: {img.width}x{img.height} after resizing to a long side of {size}: too small for "
                        f"a style image (at least {min_side} px a side)")
-    x = TF.to_tensor(img)[None]
+    x = to_tensor(img).contiguous()[None]
     if float(x.flatten(2).std(-1).max()) < FLAT:
         raise FstError(f"{path}: one flat colour: there is no style in it to transfer")
     return x

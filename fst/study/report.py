@@ -15,11 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw, ImageOps
 
 from fst.core.errors import FstError, first_line
 from fst.io.files import write_atomic
+from fst.io.pixels import to_image
 from fst.metrics.features import OTHER_ARCH
 from fst.study.runs import Budget
 from fst.untrusted.plain_data import describe
@@ -40,7 +40,7 @@ def columns_of(rows: list[dict]) -> list[str]:
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    return TF.to_pil_image(x.detach().float().cpu().clamp(0, 1))
+    return to_image(x.detach().float().cpu().clamp(0, 1))
 
 
 def grid_size(n_photos: int, n_columns: int, tile: int) -> tuple[int, int]:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image, ImageCms
 from tqdm import tqdm
 
@@ -21,6 +20,7 @@ from fst.core.color import luminance
 from fst.core.errors import FstError, first_line
 from fst.io.files import atomic_path
 from fst.io.images import ANIMATED_FORMATS, Animation, alpha_channel, open_animation, open_image, read_file, to_rgb
+from fst.io.pixels import to_image, to_tensor
 from fst.models import tiling
 from fst.models.transformer import MIN_SIDE
 from fst.stylize.outputs import check_size, image_format
@@ -98,13 +98,13 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     anywhere else (decoding the photo, the 8-bit image) it is this image's one-line error."""
     check_min_side(img.size, opts.max_size)
     try:
-        content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div_(255)
+        content = to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None]
         content = content.to(stylizer.device)
         if opts.stroke_scale == 1:
             out = stylizer(content, opts.tile, opts.overlap, lambda styled: finished(styled, content, opts))
         else:  # the network at the working size, then finished at full size
             out = finished(run_network(stylizer, content, opts), content, opts)
-        return TF.to_pil_image(out[0].cpu())
+        return to_image(out[0])
     except Exception as e:
         if not is_out_of_memory(e):
             raise
