@@ -194,8 +194,8 @@ class TransformerNet(nn.Module):
         y = fast_layer(self.down2, y, w)
         for block in self.residual:
             y = fast_layer(block.body[1], fast_layer(block.body[0], y, w), w).add_(y)
-        y = fast_layer(self.up1.conv, F.interpolate(y, size=size1, mode="nearest"), w)
-        y = fast_layer(self.up2.conv, F.interpolate(y, size=size0, mode="nearest"), w)
+        y = fast_layer(self.up1.conv, y, w, upsample_to=size1)
+        y = fast_layer(self.up2.conv, y, w, upsample_to=size0)
         return self._output(self.conv_out(y).contiguous())  # NCHW out: 3 channels, a cheap copy
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
@@ -228,16 +228,25 @@ def _channels_last_conv(layer: ConvLayer, x: torch.Tensor) -> torch.Tensor:
     return conv(pad(x).contiguous(memory_format=torch.channels_last)).contiguous()
 
 
-def fast_layer(layer: ConvLayer, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """`layer` on channels_last `x` in eager CPU inference: a conv + ReLU as one oneDNN op, an instance
-    norm in x's layout (cpu_fast.instance_norm), its ReLU in place. A norm that tiling records or freezes
-    (a hook, or a forward of its own: fst/models/tiling.py) runs as a module, so tiles keep their meaning."""
+def fast_layer(layer: ConvLayer, x: torch.Tensor, w: torch.Tensor | None,
+               upsample_to: list[int] | None = None) -> torch.Tensor:
+    """`layer` on channels_last `x` in eager CPU inference (after a nearest upsample to `upsample_to`,
+    when given): a conv + ReLU as one oneDNN op, an instance norm in x's layout (cpu_fast.instance_norm),
+    its ReLU in place. An exact 2x upsample and its conv run at the input's resolution
+    (cpu_fast.upsampled_conv). A norm that tiling records or freezes (a hook, or a forward of its own:
+    fst/models/tiling.py) runs as a module, so tiles keep their meaning."""
     pad, conv, *rest = layer
     relu = bool(rest) and isinstance(rest[-1], nn.ReLU)
-    x = pad(x)  # the unpadded input goes now (the callers keep none): at 1080p up2's is 64 full-size planes
-    if not rest or (relu and len(rest) == 1):
-        return cpu_fast.conv_relu(conv, x) if relu else conv(x)
-    norm, y = rest[0], conv(x)
+    if upsample_to is not None and cpu_fast.doubles(x, upsample_to) and rest:
+        y = cpu_fast.upsampled_conv(conv, x)
+    else:
+        if upsample_to is not None:
+            x = F.interpolate(x, size=upsample_to, mode="nearest")
+        x = pad(x)  # the unpadded input goes now (the callers keep none)
+        if not rest or (relu and len(rest) == 1):
+            return cpu_fast.conv_relu(conv, x) if relu else conv(x)
+        y = conv(x)
+    norm = rest[0]
     del x
     plain = norm.norm if isinstance(norm, ConditionalInstanceNorm) else norm
     if plain._forward_pre_hooks or plain._forward_hooks or "forward" in plain.__dict__:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fst.core.errors import FstError
-from fst.models import style_transforms
+from fst.models import cpu_fast, style_transforms
 from fst.models.cpu_fast import conv_relu, cpu_layout
 from fst.models.vgg import Normalize
 from fst.models.vgg_arch import CFGS, conv_indices, layer_names
@@ -127,12 +127,19 @@ class Decoder(nn.Module):
         nn.init.constant_(self.out[1].bias, 0.5)  # start at mid-grey, as the transformer's linear output does
 
     def forward(self, t: torch.Tensor, sizes: list[list[int]]) -> torch.Tensor:
-        h = cpu_layout(t)
-        for stage, size in zip(self.stages, [*reversed(sizes), None]):
+        h, upsample = cpu_layout(t), None  # each upsample waits for the conv after it: together they may
+        for stage, size in zip(self.stages, [*reversed(sizes), None]):  # run at the low resolution
             for layer in stage:  # (ReflectionPad2d(1), Conv2d): the parameters keep their names
-                h = pad_conv_relu(layer[1], h)
-            if size is not None:
-                h = F.interpolate(h, size=size, mode="nearest")
+                if upsample is not None and cpu_fast.inference_here(h) and cpu_fast.doubles(h, upsample):
+                    h = cpu_fast.upsampled_conv(layer[1], h).relu_()
+                else:
+                    if upsample is not None:
+                        h = F.interpolate(h, size=upsample, mode="nearest")
+                    h = pad_conv_relu(layer[1], h)
+                upsample = None
+            if upsample is not None:
+                h = F.interpolate(h, size=upsample, mode="nearest")
+            upsample = size
         y = self.out(h).contiguous()  # NCHW out, whatever the layout inside: 3 channels, a cheap copy
         return y if self.training else y.clamp(0, 1)
 

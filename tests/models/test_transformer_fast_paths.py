@@ -11,7 +11,8 @@ import torch
 
 from fst.artefacts.checkpoint import transformer_from_checkpoint
 from fst.artefacts.export import write_torchscript
-from fst.models import tiling
+from fst.models import cpu_fast, tiling
+from fst.models.cpu_fast import upsampled_conv
 from fst.models.transformer import FixedStyle, TransformerNet, sample_inputs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -47,13 +48,19 @@ def _ops(net: torch.nn.Module, *inputs: torch.Tensor) -> set[str]:
 @pytest.mark.parametrize("n_styles", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_the_fast_pass_equals_the_reference_pass(n_styles, dtype, batch):
+# Odd sizes: the upsamples go back to them (plain upsample + conv). Multiples of 4: each upsample is an
+# exact 2x, run at the low resolution (cpu_fast.upsampled_conv), whose sums of taps must not show.
+@pytest.mark.parametrize("size", [(37, 54), (36, 52)])
+def test_the_fast_pass_equals_the_reference_pass(n_styles, dtype, batch, size, monkeypatch):
     net = _net(n_styles, dtype)
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(batch, 3, 37, 54, generator=g).to(dtype)  # odd sizes: the upsamples go back to them
+    x = torch.rand(batch, 3, *size, generator=g).to(dtype)
     w = [torch.softmax(torch.rand(batch, n_styles, generator=g), 1)] if n_styles > 1 else []  # a blend
+    low_resolution = []
+    monkeypatch.setattr(cpu_fast, "upsampled_conv", lambda *a: low_resolution.append(1) or upsampled_conv(*a))
     fast, plain = _pass(net, True, x, *w), _pass(net, False, x, *w)
-    assert fast.shape == plain.shape == (batch, 3, 37, 54) and fast.is_contiguous()  # NCHW out, as before
+    assert len(low_resolution) == (2 if size[0] % 4 == 0 else 0)
+    assert fast.shape == plain.shape == (batch, 3, *size) and fast.is_contiguous()  # NCHW out, as before
     assert plain.std() > 0.1 and 0.05 < (plain > 0).float().mean() and (plain < 1).float().mean() > 0.05
     tol = 1e-5 if dtype == torch.float32 else 0.05  # bf16: statistics rounded to bf16 before the norm
     assert (fast - plain).abs().max() < tol
@@ -145,3 +152,4 @@ def test_the_stylizer_runs_an_exported_files_weights_channels_last():
     assert stylizer.eager.conv_in[1].weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.rand(1, 3, 41, 50, generator=torch.Generator().manual_seed(5))
     assert (stylizer(x) - _pass(stylizer.eager, False, x.to(stylizer.eager.weight_dtype))).abs().max() < 0.05
+
