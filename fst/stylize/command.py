@@ -51,6 +51,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fst.artefacts.exported import DTYPES
+from fst.core import host_memory
 from fst.core.arguments import ArgumentParser
 from fst.core.errors import FstError, first_line
 from fst.io.clips import is_clip
@@ -173,6 +174,8 @@ def main(argv: list[str]) -> int:
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
     choices = style_choices(stylizer.style_names, args.style, args.mix)
+    if len(files) * len(choices) == 1 and not has_clips:  # one pass reuses nothing, and blocks kept
+        host_memory.give_back_freed_memory()  # for reuse raised a 1080p photo's peak by 0.2-0.4 GB
     per_style = with_style_labels(files, targets, [label for label, _ in choices], others=(Path(args.model),))
     compile_, why = compile_pays(args.compile, stylizer, files * len(choices), opts)  # a pass per style
     if compile_:
