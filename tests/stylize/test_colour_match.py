@@ -138,3 +138,18 @@ def test_bad_combinations_are_one_line(case: str, universal_ckpt: Path, photo: P
     err = one_line_error(argv[case], capsys)
     assert ("--style-image" if case == "no painting" else "--color-match") in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_each_clip_frame_is_matched_as_a_whole(universal_ckpt: Path) -> None:
+    """Clips: every frame of a batch gets the painting's statistics from its own whole output."""
+    from fst.stylize.video import stylize_batch
+
+    stylizer = Stylizer(str(universal_ckpt), "cpu", "fp32", style_images=[PAINTING], style_size=STYLE_SIZE)
+    colour = ColourMatch("covariance", moments(load_painting(PAINTING, STYLE_SIZE, 1)))
+    frames = [image(seed, (1, 3, 48, 64))[0].permute(1, 2, 0).mul(255).round().byte().numpy() for seed in (6, 7)]
+    got = stylize_batch(stylizer, frames, None, Options(colour=colour)).astype(np.float64) / 255
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    want = match(stylizer(x), colour.stats[0], "covariance").permute(0, 2, 3, 1).mul(255).round().clamp(0, 255) / 255
+    assert np.abs(got - want.numpy()).max() <= 1 / 255 + 1e-9
+    for frame in got:
+        assert np.abs(rgb_moments(frame)[0] - colour.stats[0, :3].numpy()).max() < 0.01
