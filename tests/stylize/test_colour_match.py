@@ -153,3 +153,16 @@ def test_each_clip_frame_is_matched_as_a_whole(universal_ckpt: Path) -> None:
     assert np.abs(got - want.numpy()).max() <= 1 / 255 + 1e-9
     for frame in got:
         assert np.abs(rgb_moments(frame)[0] - colour.stats[0, :3].numpy()).max() < 0.01
+
+
+def test_fst_sheet_cells_are_matched_as_fst_stylize_writes_them(universal_ckpt: Path, photo: Path, tmp_path: Path) -> None:
+    """`fst sheet --color-match`: its cell is `fst stylize --color-match`'s image, shrunk to the cell."""
+    written = stylize(universal_ckpt, photo, tmp_path / "one.png", "--color-match", "covariance", "--max-size", "64")
+    assert cli(["sheet", str(photo), "--model", str(universal_ckpt), "--style-image", str(PAINTING), "--style-size",
+                str(STYLE_SIZE), "--device", "cpu", "--dtype", "fp32", "--quiet", "--cell", "64", "--max-size", "64",
+                "--color-match", "covariance", "--out", str(tmp_path / "sheet.png")]) == 0
+    cells = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(np.float64) / 255
+    h, w = written.shape[:2]
+    found = [np.abs(cells[y:y + h, x:x + w] - written).max() for y in range(cells.shape[0] - h + 1)
+             for x in range(cells.shape[1] - w + 1)]
+    assert min(found) <= 1 / 255 + 1e-9
