@@ -10,7 +10,8 @@ none of them trains with), plus `fst flicker`'s flicker and a whole `fst stylize
 
 Every method writes OUT/out/<method>/<photo>__<painting>.png (photos first scaled to --size px long
 side or to --frame, as PNG, in OUT/photos); a method whose outputs are all there is not run again;
---stroke-scales/--style-sizes make a grid of each universal method. OUT/results.json holds one row per
+--stroke-scales/--style-sizes make a grid of each universal method, --variants NAME=ARGS adds `fst stylize`
+arguments to it (`two-pass`: each output stylized again). OUT/results.json holds one row per
 (method, painting), averaged over the photos, and the flicker and speed rows. fst runs as `python -m
 fst.cli` from this checkout, a fresh process each call; the peer in its own virtualenv.
 """
