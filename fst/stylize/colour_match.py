@@ -16,16 +16,24 @@ from fst.core.errors import FstError
 from fst.io.style_images import load_painting
 
 MODES = ("off", "mean-std", "covariance")
+CHUNK = 1 << 20  # pixels summed at once in float64 (24 MB)
 EPS = 1e-5  # the least variance an output is divided by: a flat (grey) one is moved, not divided by 0
 
 
 def moments(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) images' RGB mean and covariance as (B, 12): mean, then the 3x3 matrix, in float64
-    (a 4K image's sums in fp32 lose digits that a 3x3 square root then amplifies)."""
-    flat = x.flatten(2).double()
-    mean = flat.mean(-1)
-    centred = flat - mean[..., None]
-    cov = centred @ centred.transpose(1, 2) / flat.shape[-1]
+    """(B, 3, H, W) images' RGB mean and covariance as (B, 12): mean, then the 3x3 matrix. Sums in
+    float64 (a 4K image's sums in fp32 lose digits that a 3x3 square root then amplifies), over
+    CHUNK pixels at a time: a large photo needs no float64 copy of itself."""
+    flat = x.flatten(2)
+    n = flat.shape[-1]
+    total = torch.zeros(x.shape[0], 3, dtype=torch.float64, device=x.device)
+    outer = torch.zeros(x.shape[0], 3, 3, dtype=torch.float64, device=x.device)
+    for i in range(0, n, CHUNK):
+        part = flat[..., i:i + CHUNK].double()
+        total += part.sum(-1)
+        outer += part @ part.transpose(1, 2)
+    mean = total / n
+    cov = outer / n - mean[:, :, None] * mean[:, None, :]
     return torch.cat([mean, cov.flatten(1)], 1)
 
 

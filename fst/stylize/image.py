@@ -106,7 +106,8 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
         content = TF.pil_to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None].float().div_(255)
         content = content.to(stylizer.device)
         if opts.stroke_scale == 1:
-            out = stylizer(content, opts.tile, opts.overlap, lambda styled: finished(styled, content, opts, stylizer.style))
+            out = stylizer(content, opts.tile, opts.overlap,
+                           lambda styled: finished(styled, content, opts, stylizer.style))
         else:  # the network at the working size, then finished at full size
             out = finished(run_network(stylizer, content, opts), content, opts, stylizer.style)
         return TF.to_pil_image(out[0].cpu())
@@ -116,10 +117,12 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     raise does_not_fit(fit_size(img.size, opts.max_size) or img.size)
 
 
-def finished(out: torch.Tensor, content: torch.Tensor, opts: Options, weights: torch.Tensor | None = None) -> torch.Tensor:
+def finished(out: torch.Tensor, content: torch.Tensor, opts: Options,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
     """`out` (the Stylizer's own fp32 output, overwritten) with the painting's colour (--color-match,
     for the style `weights`; on the whole output, tiles joined) or the photo's, and the strength
-    applied, as 8-bit values: in place, so that a large photo needs one fp32 image beside it."""
+    applied, as 8-bit values: in place, so that a large photo needs one fp32 image beside it (two
+    with --color-match, whose matrix writes a new one)."""
     if opts.colour is not None:
         out = opts.colour.apply(out, weights)
     if opts.preserve_color:
