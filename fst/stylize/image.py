@@ -23,6 +23,7 @@ from fst.io.images import ANIMATED_FORMATS, Animation, alpha_channel, open_anima
 from fst.io.pixels import to_image, to_tensor
 from fst.models import tiling
 from fst.models.transformer import MIN_SIDE
+from fst.stylize.colour_match import ColourMatch
 from fst.stylize.outputs import check_size, image_format
 from fst.stylize.stroke_scale import at_stroke_scale
 from fst.stylize import memory
@@ -44,9 +45,13 @@ class Options:
     preserve_color: bool = False
     stroke_scale: float = 1.0
     temporal: float = 0.0  # clips: the weight of the previous output frame (fst.stylize.temporal_blend); 0 off
+    colour: ColourMatch | None = None  # --color-match: the painting's RGB statistics on each output
 
     def __post_init__(self) -> None:
         check_weight(self.temporal)
+        if self.preserve_color and self.colour is not None and self.colour.mode != "off":
+            raise FstError("--preserve-color keeps the photo's colours and --color-match gives the painting's: "
+                           "choose one")
         if not 0.0 <= self.strength <= 1.0:
             raise FstError(f"--strength must be in [0, 1], got {self.strength}")
         if not 1.0 <= self.stroke_scale <= 16.0:
@@ -101,9 +106,10 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
         content = to_tensor(fit_long_side(img.convert("RGB"), opts.max_size))[None]
         content = content.to(stylizer.device)
         if opts.stroke_scale == 1:
-            out = stylizer(content, opts.tile, opts.overlap, lambda styled: finished(styled, content, opts))
+            out = stylizer(content, opts.tile, opts.overlap,
+                           lambda styled: finished(styled, content, opts, stylizer.style))
         else:  # the network at the working size, then finished at full size
-            out = finished(run_network(stylizer, content, opts), content, opts)
+            out = finished(run_network(stylizer, content, opts), content, opts, stylizer.style)
         return to_image(out[0])
     except Exception as e:
         if not is_out_of_memory(e):
@@ -111,9 +117,14 @@ def stylize_image(stylizer: Stylizer, img: Image.Image, opts: Options = Options(
     raise does_not_fit(fit_size(img.size, opts.max_size) or img.size)
 
 
-def finished(out: torch.Tensor, content: torch.Tensor, opts: Options) -> torch.Tensor:
-    """`out` (the Stylizer's own fp32 output, overwritten) with the photo's colour and the strength
-    applied, as 8-bit values: in place, so that a large photo needs one fp32 image beside it."""
+def finished(out: torch.Tensor, content: torch.Tensor, opts: Options,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    """`out` (the Stylizer's own fp32 output, overwritten) with the painting's colour (--color-match,
+    for the style `weights`; on the whole output, tiles joined) or the photo's, and the strength
+    applied, as 8-bit values: in place, so that a large photo needs one fp32 image beside it (two
+    with --color-match, whose matrix writes a new one)."""
+    if opts.colour is not None:
+        out = opts.colour.apply(out, weights)
     if opts.preserve_color:
         out = keep_content_color(out, content)
     out = blend(out, content, opts.strength)

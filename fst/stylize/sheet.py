@@ -25,6 +25,7 @@ from fst.io.files import atomic_path
 from fst.io.images import open_rgb
 from fst.io.targets import check_outputs
 from fst.models.transformer import style_weights
+from fst.stylize import colour_match
 from fst.stylize.image import Options, stylize_image
 from fst.stylize.outputs import collect_inputs, image_format
 from fst.stylize.paintings import DEFAULT_STYLE_SIZE
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strokes S times larger (the network at 1/S of the size, the photo's detail added back; default 1)")
     p.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE, metavar="PX",
                    help=f"the paintings' long side when their statistics are taken (default {DEFAULT_STYLE_SIZE})")
+    p.add_argument("--color-match", choices=colour_match.MODES, default="off",
+                   help="each cell given its painting's RGB statistics, as `fst stylize --color-match` (default off)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -101,7 +104,9 @@ def main(argv: list[str]) -> int:
                         transform=args.transform, style_size=args.style_size)
     paintings = [open_rgb(p) for p in args.style_image]
     rows: list[list[Image.Image | None]] = [[None, *paintings]]
-    opts = Options(max_size=args.max_size, stroke_scale=args.stroke_scale)
+    colour = None if args.color_match == "off" else colour_match.for_run(
+        args.color_match, stylizer.universal, args.style_image, args.style_size, stylizer.min_side)
+    opts = Options(max_size=args.max_size, stroke_scale=args.stroke_scale, colour=colour)
     for photo in tqdm(photos, desc="sheet", unit="photo", disable=args.quiet or None, file=sys.stderr):
         try:
             img = open_rgb(photo)

@@ -74,6 +74,8 @@ def stylize_batch(stylizer: Stylizer, frames: list[np.ndarray], weights: torch.T
     content = torch.from_numpy(np.stack(frames)).to(stylizer.device).permute(0, 3, 1, 2).float().div(255)
     stylizer.style = weights
     out = run_network(stylizer, content, opts)
+    if opts.colour is not None:  # each frame matched as a whole (tiles joined)
+        out = opts.colour.apply(out, weights)
     if opts.preserve_color:
         out = keep_content_color(out, content)
     out = blend(out, content, opts.strength)

@@ -59,3 +59,35 @@ def test_photos_cover_the_frame_and_are_cropped_to_it(tmp_path: Path) -> None:
     assert Image.open(out[0]).getpixel((8, 4))[0] > 150  # the photo's pixels, scaled, not padding
     plain = study.prepare_photos([wide], 24, tmp_path / "plain")
     assert Image.open(plain[0]).size == (24, 12)  # without a frame: the long side, aspect kept
+
+
+def test_a_two_pass_variant_stylizes_each_first_output_again_with_its_own_painting(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--variants "tpc=two-pass --color-match covariance"`: the first pass as usual, then each output
+    once more with its painting and the same arguments (the commands recorded, not run: fst's own
+    stylize is tested elsewhere)."""
+    from PIL import Image
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path | None = None) -> float:
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        if out.suffix:  # a second pass: one file
+            Image.new("RGB", (8, 8)).save(out)
+        else:
+            out.mkdir(parents=True)
+            for photo in ("p1", "p2"):
+                for painting in ("a", "b"):
+                    Image.new("RGB", (8, 8)).save(out / f"{photo}_{painting}.png")
+        return 0.0
+
+    monkeypatch.setattr(study, "run", fake_run)
+    photos, paintings = [tmp_path / "p1.png", tmp_path / "p2.png"], [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    study.fst_universal("M", "inter", photos, paintings, tmp_path, (1.0, 512), ["two-pass", "--color-match", "covariance"])
+    assert len(calls) == 1 + 4
+    assert all("two-pass" not in c and c[c.index("--color-match") + 1] == "covariance" for c in calls)
+    second = calls[1:]
+    assert sorted((Path(c[c.index("stylize") + 1]).name, Path(c[c.index("--style-image") + 1]).name) for c in second) == [
+        ("p1_a.png", "a.jpg"), ("p1_b.png", "b.jpg"), ("p2_a.png", "a.jpg"), ("p2_b.png", "b.jpg")]
+    assert all(c.count("--style-image") == 1 for c in second)
+    assert sorted(p.name for p in tmp_path.glob("*__*.png")) == ["p1__a.png", "p1__b.png", "p2__a.png", "p2__b.png"]
