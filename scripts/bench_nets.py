@@ -40,7 +40,7 @@ from fst.assets import resolve_style_path  # noqa: E402
 from fst.core.host_memory import keep_freed_memory  # noqa: E402
 from fst.data.photos import square_photos  # noqa: E402
 from fst.metrics.features import OTHER_ARCH, FeatureMetrics  # noqa: E402
-from fst.models.transformer import count_parameters  # noqa: E402
+from fst.models.transformer import TransformerNet, count_parameters  # noqa: E402
 from fst.study.evaluate import score, style_vs_photo, stylize  # noqa: E402
 from fst.training.style_image import load_style  # noqa: E402
 
@@ -80,6 +80,8 @@ def forward_seconds(net: torch.nn.Module, repeats: int, dtype: torch.dtype) -> f
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", required=True, help="NAME=CHECKPOINT, in the table's order")
+    p.add_argument("--speed-only", nargs="*", default=[], metavar="NAME=NET,C,R",
+                   help="untrained networks timed (forward alone; speed does not depend on weights), not scored")
     p.add_argument("--painting", required=True, help="the painting every network was trained on")
     p.add_argument("--photos", nargs="+", type=Path, required=True)
     p.add_argument("--photo-1080", type=Path, required=True, help="a 1920x1080 photo for the whole-process timing")
@@ -87,6 +89,9 @@ def main() -> None:
     p.add_argument("--style-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--strip", type=int, default=320, help="picture strip: each image's long side, px")
+    p.add_argument("--skip", choices=["none", "quality", "speed"], default="none",
+                   help="leave out the scores (speed does not depend on the weights: time any checkpoint of the "
+                        "network) or the timings")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -105,19 +110,28 @@ def main() -> None:
     for name, path in models.items():
         net, meta = transformer_from_checkpoint(path)
         net.cpu_fast = True
-        row = score(stylize(net, photos, "cpu"), photos, painting, metrics, target)
-        with torch.no_grad():
-            x = torch.from_numpy(np.array(first)).permute(2, 0, 1)[None].float() / 255
-            y = net(x)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-        strip.append(Image.fromarray(y))
-        dtype = cpu_dtype()
-        fwd = forward_seconds(net, args.repeats, dtype)
-        runs = [whole_process(Path(path), args.photo_1080, args.out / f"{name}_1080.jpg") for _ in range(args.repeats)]
-        rows.append({"name": name, "net": meta["net"], "global_step": meta["global_step"],
-                     "params": count_parameters(net), "style_vs_photo": style_vs_photo(row, photo_row),
-                     "content": row["content"], "style_gram": row["style_gram"], "ssim": row["ssim"],
-                     "forward_s": fwd, "forward_dtype": str(dtype).removeprefix("torch."),
-                     "process_s": statistics.median(s for s, _ in runs), "peak_mb": max(m for _, m in runs)})
+        rows.append({"name": name, "net": meta["net"], "global_step": meta["global_step"], "params": count_parameters(net)})
+        if args.skip != "quality":
+            row = score(stylize(net, photos, "cpu"), photos, painting, metrics, target)
+            with torch.no_grad():
+                x = torch.from_numpy(np.array(first)).permute(2, 0, 1)[None].float() / 255
+                y = net(x)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+            strip.append(Image.fromarray(y))
+            rows[-1].update({"style_vs_photo": style_vs_photo(row, photo_row), "content": row["content"],
+                             "style_gram": row["style_gram"], "ssim": row["ssim"]})
+        if args.skip != "speed":
+            dtype = cpu_dtype()
+            fwd = forward_seconds(net, args.repeats, dtype)
+            runs = [whole_process(Path(path), args.photo_1080, args.out / f"{name}_1080.jpg") for _ in range(args.repeats)]
+            rows[-1].update({"forward_s": fwd, "forward_dtype": str(dtype).removeprefix("torch."),
+                             "process_s": statistics.median(s for s, _ in runs), "peak_mb": max(m for _, m in runs)})
+        print(json.dumps(rows[-1]), flush=True)
+    for spec in args.speed_only:
+        name, kind = spec.split("=", 1)
+        net_kind, c, r = kind.split(",")
+        net = TransformerNet(int(c), int(r), net=net_kind).eval()
+        rows.append({"name": name, "net": net.config, "params": count_parameters(net),
+                     "forward_s": forward_seconds(net, args.repeats, cpu_dtype()), "forward_dtype": str(cpu_dtype()).removeprefix("torch.")})
         print(json.dumps(rows[-1]), flush=True)
     w = sum(im.width for im in strip) + 4 * (len(strip) - 1)
     sheet = Image.new("RGB", (w, max(im.height for im in strip)), "white")
@@ -134,8 +148,10 @@ def main() -> None:
     print("| network | params | style vs photo | content | forward 1080p (s) | `fst stylize` 1080p (s) | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['params'] / 1e6:.2f} M | {r['style_vs_photo']:.3f} | {r['content']:.3f} | "
-              f"{r['forward_s']:.2f} ({r['forward_dtype']}) | {r['process_s']:.1f} | {r['peak_mb']:.0f} |")
+        scored = f"{r['style_vs_photo']:.3f} | {r['content']:.3f}" if "content" in r else "(not scored) | "
+        timed = (f"{r['forward_s']:.2f} ({r['forward_dtype']}) | " + (f"{r['process_s']:.1f} | {r['peak_mb']:.0f}" if "process_s" in r else "| ")
+                 if "forward_s" in r else "| | ")
+        print(f"| {r['name']} | {r['params'] / 1e6:.2f} M | {scored} | {timed} |")
 
 
 if __name__ == "__main__":
