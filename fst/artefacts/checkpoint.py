@@ -6,7 +6,8 @@ adds on save::
     {"state_dict": {"transformer.<param>": Tensor, "criterion.targets.<k>.<layer>__<stat>": Tensor, ...},
      "global_step": int, ...,
      "fst": {"format": 1, "version": str,
-             "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float, "n_styles": int},
+             "net": {"channels": int, "n_residual": int, "output": str, "output_gain": float, "n_styles": int,
+                     ["net": str]},  # "net" only for a network other than johnson's (fst/models/transformer.py)
              "styles": [str, ...], "style_name": str, "style_loss": str, "global_step": int}}
 
 ``styles`` names the network's styles in order (style k is the k-th); ``criterion.targets.<k>.*`` are
@@ -30,7 +31,7 @@ import torch
 from fst.artefacts.metadata import check_metadata
 from fst.artefacts.sniff import KINDS, sniff_format
 from fst.core.errors import FstError
-from fst.models.transformer import CONFIG_KEYS, OUTPUTS, TransformerNet
+from fst.models.transformer import CONFIG_KEYS, DEFAULT_NET, NETS, OUTPUTS, TransformerNet
 from fst.models.universal import KIND as UNIVERSAL
 from fst.models.vgg_arch import CFGS as VGG_CONFIGS
 from fst.untrusted.plain_data import check_plain, describe
@@ -195,12 +196,15 @@ TARGETS = "criterion.targets."
 
 
 def net_config(config: Any, origin: str) -> dict[str, Any]:
-    """`config` if it is a TransformerNet config as fst writes it: exactly its keys, integers in range,
-    a known output, a positive finite gain. Files written before `output` existed have none: theirs
+    """`config` if it is a TransformerNet config as fst writes it: exactly its keys (and a known `net`, if
+    any), integers in range, a known output, a positive finite gain. Files written before `output` existed have none: theirs
     is the sigmoid; those written before `output_gain` read their output at gain 1."""
-    given = config
+    given, net = config, DEFAULT_NET
     if isinstance(config, dict):
         config = {**config, **{k: v for k, v in LEGACY_DEFAULTS.items() if k not in config}}
+        net = config.pop("net", DEFAULT_NET)
+        if type(net) is not str or net not in NETS:
+            raise FstError(f"{origin}: transformer config names net {describe(net)}; fst knows {', '.join(NETS)}")
     if (not isinstance(config, dict) or sorted(config) != sorted(CONFIG_KEYS)
             or not all(type(config[k]) is int for k in ("channels", "n_residual", "n_styles"))
             or config["channels"] < 1 or config["n_residual"] < 0 or config["n_styles"] < 1
@@ -208,7 +212,8 @@ def net_config(config: Any, origin: str) -> dict[str, Any]:
             or type(config["output_gain"]) not in (int, float) or not 0 < config["output_gain"] < float("inf")):
         raise FstError(f"{origin}: transformer config {given!r} is not integers channels >= 1, n_residual >= 0, "
                        f"n_styles >= 1, an output in {OUTPUTS} and a positive output_gain")
-    return {**config, "output_gain": float(config["output_gain"])}
+    # A johnson network's config leaves `net` out, as TransformerNet.config does: its files are as they were.
+    return {**config, "output_gain": float(config["output_gain"]), **({} if net == DEFAULT_NET else {"net": net})}
 
 
 def style_names(meta: dict[str, Any], origin: str) -> list[str]:

@@ -28,6 +28,9 @@
   (starry_night, 16 channels: 11-27% clipped pixels for 6 of 7 losses). The classic recipe keeps
   the default init (``grey_start=False``, ``output_gain=1``).
   Defaults (c=32, R=5) give the classic ~1.68 M parameters.
+- ``net``: ``johnson`` (the above) or ``mobile``, whose residual blocks' convs are depthwise-separable
+  (fst/models/separable.py): c=32, R=5 has 0.38 M parameters. Its config says ``net``; a johnson
+  network's config leaves the key out, so its files are what they were, and a file without it is johnson.
 - Several paintings in one network (``n_styles`` N > 1): conditional instance norm (Dumoulin et al.
   2017). Every instance norm keeps one scale and shift (gamma, beta) per style, all other weights
   are shared; ``net(x, w)`` takes style weights w (B, N) per image, and each norm uses w @ gamma and
@@ -45,6 +48,7 @@ from torch import nn
 
 from fst.core.errors import FstError
 from fst.models import cpu_fast
+from fst.models.separable import SeparableConv2d
 
 # The smallest input side the network takes, found by trying: conv_in's reflection pad of 4 needs
 # more than 4 px, and the two stride-2 convs then give 5 -> 3 -> 2, still enough for the 3x3 pads.
@@ -53,6 +57,10 @@ OUTPUTS = ("sigmoid", "linear")
 # What rebuilds a trained network (`config`, kept in checkpoints and artefacts); grey_start only
 # sets an initial value that trained weights replace.
 CONFIG_KEYS = ("channels", "n_residual", "output", "output_gain", "n_styles")
+# The kinds of network (`net`, a config key only when not the default): what a residual block's convs are.
+BLOCK_CONVS: dict[str, type[nn.Module]] = {"johnson": nn.Conv2d, "mobile": SeparableConv2d}
+NETS = tuple(BLOCK_CONVS)
+DEFAULT_NET = "johnson"
 PIXEL_SCALE = 255.0  # the linear output's units: 8-bit pixel values, as the classic recipe trains
 
 
@@ -85,8 +93,8 @@ class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ instance norm, conditional on the style when n_styles > 1, + ReLU)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
-                 n_styles: int = 1):
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride)]
+                 n_styles: int = 1, conv: type[nn.Module] = nn.Conv2d):
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), conv(c_in, c_out, kernel, stride)]
         if norm:
             layers.append(nn.InstanceNorm2d(c_out, affine=True) if n_styles == 1
                           else ConditionalInstanceNorm(c_out, n_styles))
@@ -101,9 +109,10 @@ class ConvLayer(nn.Sequential):
 class ResidualBlock(nn.Module):
     """x + IN(conv(ReLU(IN(conv(x))))) (He et al. 2016, as in Johnson's supplementary)."""
 
-    def __init__(self, c: int, n_styles: int = 1):
+    def __init__(self, c: int, n_styles: int = 1, conv: type[nn.Module] = nn.Conv2d):
         super().__init__()
-        self.body = nn.Sequential(ConvLayer(c, c, 3, n_styles=n_styles), ConvLayer(c, c, 3, relu=False, n_styles=n_styles))
+        self.body = nn.Sequential(ConvLayer(c, c, 3, n_styles=n_styles, conv=conv),
+                                  ConvLayer(c, c, 3, relu=False, n_styles=n_styles, conv=conv))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         return x + _run(self.body, x, w)
@@ -131,8 +140,10 @@ class TransformerNet(nn.Module):
     cpu_fast: bool = True
 
     def __init__(self, channels: int = 32, n_residual: int = 5, output: str = "linear", output_gain: float = 4.0,
-                 grey_start: bool = True, n_styles: int = 1):
+                 grey_start: bool = True, n_styles: int = 1, net: str = DEFAULT_NET):
         super().__init__()
+        if net not in NETS:
+            raise FstError(f"unknown transformer net {net!r} (choose from {', '.join(NETS)})")
         if output not in OUTPUTS:
             raise FstError(f"unknown transformer output {output!r} (choose from {', '.join(OUTPUTS)})")
         c = channels
@@ -141,7 +152,7 @@ class TransformerNet(nn.Module):
         if type(n_styles) is not int or n_styles < 1:
             raise FstError(f"n_styles must be an integer >= 1, got {n_styles!r}")
         self.config = {"channels": channels, "n_residual": n_residual, "output": output,
-                       "output_gain": float(output_gain), "n_styles": n_styles}
+                       "output_gain": float(output_gain), "n_styles": n_styles, **({} if net == DEFAULT_NET else {"net": net})}
         self.n_styles = n_styles
         self.linear = output == "linear"
         self.output_unit = PIXEL_SCALE / float(output_gain)  # raw conv value per full range
@@ -149,7 +160,7 @@ class TransformerNet(nn.Module):
         self.conv_in = ConvLayer(3, c, 9, n_styles=n)
         self.down1 = ConvLayer(c, 2 * c, 3, stride=2, n_styles=n)
         self.down2 = ConvLayer(2 * c, 4 * c, 3, stride=2, n_styles=n)
-        self.residual = nn.Sequential(*[ResidualBlock(4 * c, n) for _ in range(n_residual)])
+        self.residual = nn.Sequential(*[ResidualBlock(4 * c, n, BLOCK_CONVS[net]) for _ in range(n_residual)])
         self.up1 = UpsampleConv(4 * c, 2 * c, n)
         self.up2 = UpsampleConv(2 * c, c, n)
         self.conv_out = ConvLayer(c, 3, 9, norm=False, relu=False)

@@ -66,6 +66,7 @@ class StyleTransferModule(pl.LightningModule):
         output: str = "linear",
         output_gain: float = 4.0,
         grey_start: bool = True,
+        net: str = "johnson",
         lr: float = 1e-3,
         optimizer: str = "adam",
         channels_last: bool = False,
@@ -114,6 +115,8 @@ class StyleTransferModule(pl.LightningModule):
                 within 100 steps (fst/models/transformer.py).
             grey_start: start the linear output at mid-grey rather than near black (PyTorch's default
                 init, which the classic recipe keeps; fst/models/transformer.py).
+            net: ``johnson`` (the classic network) or ``mobile`` (its residual blocks' convs depthwise-separable:
+                fewer multiply-adds; fst/models/separable.py, docs/benchmarks.md has the speed-quality curve).
             lr: learning rate.
             optimizer: ``adam`` or ``adamw``.
             channels_last: run the transformer and VGG in channels_last memory format.
@@ -155,7 +158,7 @@ class StyleTransferModule(pl.LightningModule):
             self._freeze_all_but_new_styles()
         else:
             self.transformer = TransformerNet(channels, n_residual, output, output_gain, grey_start,
-                                              n_styles=len(self.style_paths))
+                                              n_styles=len(self.style_paths), net=net)
         self.style_names = base_names + [p.stem for p in self.style_paths]
         if len(set(self.style_names)) != len(self.style_names):
             raise FstError(f"two styles share a name in {self.style_names}: give each painting a distinct file name")
