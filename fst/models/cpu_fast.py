@@ -58,7 +58,7 @@ def instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
 
 # Which rows (or columns) of a 3x3 kernel fall on each of the two low-resolution rows a phase of a 2x
 # nearest upsample reads: output row 2i reads rows i-1, i, i (taps -1, 0, +1), row 2i+1 rows i, i, i+1.
-_PHASE_TAPS = ((torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])), (torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])))
+_PHASE_TAPS = (torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]), torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
 
 
 def doubles(x: torch.Tensor, size: list[int]) -> bool:

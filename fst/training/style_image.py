@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision.transforms.functional as TF
 
 from fst.core.errors import FstError
 from fst.io.images import open_rgb
+from fst.io.pixels import to_tensor
 from fst.training.step_memory import check_fits
 
 
@@ -35,4 +35,4 @@ def load_style(path: Path, size: int, min_side: int = 1) -> torch.Tensor:
     check_fits(f"{path}: style image at style_size {size}", 1, w, h, torch.device("cpu"))
     if (w, h) != img.size:
         img = img.resize((w, h), resample=3)
-    return TF.to_tensor(img)[None]
+    return to_tensor(img).contiguous()[None]
